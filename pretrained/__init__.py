@@ -1,0 +1,1 @@
+"""Shipped weights of the learned optimizer (data only; see README.md here)."""

@@ -1,0 +1,183 @@
+"""The run loop shared by every ZO method: scipy's calling convention around ZOOptimizer."""
+
+from __future__ import annotations
+
+import inspect
+import time
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+from scipy.optimize import OptimizeResult, OptimizeWarning
+
+from ._evaluation import Evaluator
+from ._optimizer import ZOOptimizer
+from ._options import DRIVER_OPTIONS, SOLVER_OPTIONS, parse_options
+from ._registry import get_method
+from ._result import MESSAGES, Status
+
+
+class FirstOfPair:
+    """``fun`` for ``jac=True``: the objective returns (f, gradient); keep f."""
+
+    def __init__(self, fun: Callable):
+        self.fun = fun
+
+    def __call__(self, x, *args):
+        return self.fun(x, *args)[0]
+
+
+def solve(method: str, fun: Callable, x0, args=(), jac=None, hess=None, hessp=None,
+          bounds=None, constraints=(), callback=None, options: dict | None = None
+          ) -> OptimizeResult:
+    """Run the ZO method ``method`` with scipy's arguments; see ``zominimize.minimize``."""
+    if not callable(fun):
+        raise TypeError(f"fun must be callable, got {fun!r}")
+    if not isinstance(args, tuple):
+        args = (args,)
+    options = dict(options or {})
+    spec = get_method(method)
+    _warn_ignored(spec.name, jac, hess, hessp, constraints)
+    if jac is True:
+        fun = FirstOfPair(fun)
+    tol = options.pop("tol", None)
+    if tol is not None:
+        options.setdefault("ftol", tol)
+    known = set(SOLVER_OPTIONS) | set(DRIVER_OPTIONS) | set(spec.options)
+    if spec.fallback:
+        known |= set(get_method(spec.fallback).options)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        warnings.warn(f"Unknown solver options: {', '.join(unknown)}", OptimizeWarning,
+                      stacklevel=3)
+    run = parse_options(DRIVER_OPTIONS, options)
+    solver_options = {k: v for k, v in options.items() if k in known and k not in DRIVER_OPTIONS}
+    optimizer = ZOOptimizer(spec.name, x0, bounds, **solver_options)
+    result = _loop(optimizer, fun, args, callback, run)
+    if run["disp"]:
+        _print_summary(result)
+    return result
+
+
+def _warn_ignored(name, jac, hess, hessp, constraints) -> None:
+    if jac is not None and jac is not False:
+        warnings.warn(f"Method {name} does not use gradient information (jac): it is "
+                      f"ignored.", RuntimeWarning, stacklevel=4)
+    if hess is not None:
+        warnings.warn(f"Method {name} does not use Hessian information (hess): it is "
+                      f"ignored.", RuntimeWarning, stacklevel=4)
+    if hessp is not None:
+        warnings.warn(f"Method {name} does not use Hessian-vector product information "
+                      f"(hessp): it is ignored.", RuntimeWarning, stacklevel=4)
+    if constraints is not None and np.any(constraints):
+        warnings.warn(f"Method {name} cannot handle constraints: they are ignored.",
+                      RuntimeWarning, stacklevel=4)
+
+
+def _loop(optimizer: ZOOptimizer, fun, args, callback, run: dict) -> OptimizeResult:
+    notify = _wrap_callback(callback)
+    history = {"nfev": [], "fun": [], "fun_best": []} if run["return_all"] else None
+    allvecs: list[np.ndarray] = []
+    started = time.perf_counter()
+    status = None
+    evaluating = False
+    with Evaluator(fun, args, run["vectorized"], run["workers"]) as evaluate:
+        try:
+            while optimizer.status is None:
+                if history is not None:
+                    allvecs.append(optimizer.x)
+                points = optimizer._ask_view()
+                evaluating = True
+                values = evaluate(points)
+                evaluating = False
+                optimizer.tell(points, values)
+                if history is not None:
+                    history["nfev"].append(optimizer.nfev)
+                    history["fun"].append(optimizer.f_iterate)
+                    history["fun_best"].append(optimizer.f_best)
+                if notify is not None and notify(optimizer.result()):
+                    status = Status.CALLBACK
+                    break
+                if run["maxtime"] is not None and time.perf_counter() - started >= run["maxtime"]:
+                    status = Status.MAXTIME
+                    break
+        except KeyboardInterrupt:
+            result = _with_partial(optimizer.result(Status.INTERRUPTED), points if evaluating
+                                   else None, evaluate.completed if evaluating else [])
+            return _finish(result, history, allvecs)
+        except Exception as exc:
+            result = _with_partial(optimizer.result(Status.ERROR), points if evaluating
+                                   else None, evaluate.completed if evaluating else [])
+            _attach(exc, _finish(result, history, allvecs))
+            raise
+    return _finish(optimizer.result(status), history, allvecs)
+
+
+def _with_partial(result: OptimizeResult, points, completed: list) -> OptimizeResult:
+    """Fold the values of a batch cut short (by an exception) into ``result``."""
+    if points is None:
+        return result
+    result.nfev += len(completed) + 1  # the call that was cut short counts too
+    for i, value in enumerate(completed):
+        if np.isfinite(value) and not value >= result.fun:
+            result.x, result.fun = np.array(points[i]), float(value)
+    return result
+
+
+def _finish(result: OptimizeResult, history, allvecs) -> OptimizeResult:
+    if history is not None:
+        result.allvecs = allvecs[:len(history["nfev"])]
+        result.history = {k: np.array(v) for k, v in history.items()}
+    return result
+
+
+def _attach(exc: BaseException, result: OptimizeResult) -> None:
+    """Give ``exc`` the best point found so far, as ``exc.partial_result``."""
+    try:
+        exc.partial_result = result
+        exc.add_note(f"zominimize: the best point so far (fun={result.fun:.6g}, "
+                     f"nfev={result.nfev}) is attached as exc.partial_result")
+    except (AttributeError, TypeError):
+        pass  # an exception type that takes no attributes
+
+
+def _wrap_callback(callback) -> Callable[[OptimizeResult], bool] | None:
+    """Return notify(result) -> True when the callback asked to stop (StopIteration).
+
+    New style, as in scipy: a callback whose only parameter is named
+    ``intermediate_result`` receives an OptimizeResult (x, fun = best so far, nit,
+    nfev, x_last). Any other callback receives a copy of the best point.
+    """
+    if callback is None:
+        return None
+    if not callable(callback):
+        raise TypeError(f"callback must be callable, got {callback!r}")
+    try:
+        params = set(inspect.signature(callback).parameters)
+    except (TypeError, ValueError):
+        params = set()
+    new_style = params == {"intermediate_result"}
+
+    def notify(result: OptimizeResult) -> bool:
+        try:
+            if new_style:
+                callback(intermediate_result=result)
+            else:
+                callback(np.copy(result.x))
+        except StopIteration:
+            return True
+        return False
+
+    return notify
+
+
+def _print_summary(result: OptimizeResult) -> None:
+    print(result.message if result.status != Status.MAXITER else
+          "Warning: " + MESSAGES[Status.MAXITER])
+    print(f"         Current function value: {result.fun:.6f}")
+    print(f"         Iterations: {result.nit}")
+    print(f"         Function evaluations: {result.nfev}")
+    if result.fallback:
+        print(f"         Method run: {result.method} (fallback: {result.fallback})")
+
+

@@ -1,0 +1,387 @@
+"""ZOOptimizer: the ask/tell object behind every ZO method.
+
+One iteration: ``ask()`` draws the query directions and returns the points to
+evaluate (the iterate first, for forward differences); ``tell(points, values)``
+estimates the gradient, applies the method's update rule, projects onto the
+bounds and checks the stopping tests. ``minimize`` is a loop over these two calls.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from . import estimators
+from ._bounds import Box, clip_x0, standardize_bounds
+from ._options import SOLVER_OPTIONS, parse_options
+from ._registry import MethodSpec, get_method
+from ._result import Status, build_result
+from .errors import FallbackWarning, NonFiniteValueError, ObjectiveValueError, OptimizerStateError
+
+STATE_FORMAT_VERSION = 1
+
+
+def as_start_point(x0: Any) -> np.ndarray:
+    """Check x0 and return it as a new 1-D float64 array (0-d input becomes length 1)."""
+    arr = np.asarray(x0)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"x0 must be an array of real numbers, got dtype {arr.dtype}")
+    arr = np.atleast_1d(arr).astype(float)  # always a copy of the user's data
+    if arr.ndim != 1:
+        raise ValueError(f"x0 must be 1-D, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError("x0 must not be empty, got shape (0,)")
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise ValueError(f"x0 must be finite, got {arr[bad[0]]} at index {bad[0]}")
+    return arr
+
+
+def resolve_method(name: str, options: dict) -> tuple[MethodSpec, MethodSpec, str | None]:
+    """Return (requested spec, spec that runs, reason for the fallback or None).
+
+    Warns with FallbackWarning when the requested method cannot run.
+    """
+    requested = get_method(name)
+    reason = requested.unavailable(options) if requested.unavailable else None
+    if reason is None:
+        return requested, requested, None
+    running = get_method(requested.fallback)
+    warnings.warn(f"method {requested.name!r} cannot run ({reason}); running "
+                  f"{running.name!r} instead", FallbackWarning, stacklevel=4)
+    return requested, running, reason
+
+
+def default_x_scale(x0: np.ndarray, box: Box) -> float:
+    """A quarter of the RMS box width when every bound is finite, else max(RMS(x0), 1)."""
+    width = box.upper - box.lower
+    if np.isfinite(width).all():
+        rms_width = float(np.sqrt(np.mean(width ** 2)))
+        if rms_width > 0:
+            return rms_width / 4
+    return max(float(np.sqrt(np.mean(x0 ** 2))), 1.0)
+
+
+def _make_rng(seed) -> np.random.Generator:
+    if isinstance(seed, np.random.Generator):
+        return copy.deepcopy(seed)  # the user's generator is never advanced
+    return np.random.default_rng(seed)
+
+
+class ZOOptimizer:
+    """Ask/tell zeroth-order optimizer.
+
+    Parameters
+    ----------
+    method : str
+        A registered ZO method ("zo-sgd", "zo-signsgd", "zo-adamm", "l2l-zo").
+    x0 : array_like of shape (d,)
+        Starting point (copied; clipped into the bounds with a warning).
+    bounds : None, scipy.optimize.Bounds or sequence of (min, max), optional
+        Box constraints; every query and iterate stays inside.
+    **options
+        The solver options of ``show_options(method)``. Run-level options of
+        ``minimize`` (workers, vectorized, maxtime, disp, return_all) do not apply.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> opt = ZOOptimizer("zo-adamm", np.ones(5), seed=0, maxiter=50)
+    >>> while opt.status is None:
+    ...     points = opt.ask()
+    ...     opt.tell(points, [float(p @ p) for p in points])
+    >>> res = opt.result()
+    >>> bool(res.fun < 5.0)
+    True
+    """
+
+    def __init__(self, method: str = "zo-adamm", x0=None, bounds=None, **options):
+        if x0 is None:
+            raise ValueError("x0 is required")
+        requested, spec, reason = resolve_method(method, options)
+        allowed = {**SOLVER_OPTIONS, **requested.options, **spec.options}
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise TypeError(f"unknown option(s) for method {requested.name!r}: "
+                            f"{', '.join(unknown)}")
+        x = as_start_point(x0)
+        self._box = standardize_bounds(bounds, x.size)
+        x = clip_x0(x, self._box)
+        settings = parse_options(allowed, options)
+        self._seed = settings.pop("seed")
+        d, q = x.size, settings["q"]
+        if settings["x_scale"] is None:
+            settings["x_scale"] = default_x_scale(x, self._box)
+        if settings["mu"] is None:
+            settings["mu"] = 1e-4 * settings["x_scale"]
+        settings["d"] = d
+        settings["step"] = spec.base_step * settings["x_scale"] * np.sqrt(q / (q + d))
+        per_iteration = estimators.evaluations_per_iteration(settings["estimator"], q)
+        if settings["maxfev"] is None:
+            settings["maxfev"] = settings["maxiter"] * per_iteration
+        elif settings["maxfev"] < per_iteration:
+            raise ValueError(f"maxfev must allow at least one iteration "
+                             f"({per_iteration} evaluations with q={q} and the "
+                             f"{settings['estimator']} estimator), got {settings['maxfev']}")
+        self._spec = spec
+        self._requested = requested.name
+        self._fallback = reason
+        self._settings = settings
+        self._rule = spec.make_rule(settings)
+        self._x0 = x
+        self._reset(x)
+
+    # ------------------------------------------------------------ state
+
+    def _reset(self, x: np.ndarray) -> None:
+        self._x = x.copy()
+        self._rule_state = self._rule.init(x.size)
+        self._rng = _make_rng(self._seed)
+        self._nit = 0
+        self._nfev = 0
+        self._nfev_nonfinite = 0
+        self._x_best: np.ndarray | None = None
+        self._f_best = np.inf
+        self._f_iterate = np.nan
+        self._best_trace: deque = deque(maxlen=self._settings["patience"] + 1)
+        self._step_scale = 1.0
+        self._status: Status | None = None
+        self._pending: np.ndarray | None = None
+        self._rng_state_at_ask: dict | None = None
+
+    @property
+    def method(self) -> str:
+        """The method that runs (the fallback's name when the requested one could not)."""
+        return self._spec.name
+
+    @property
+    def fallback(self) -> str | None:
+        """Why the requested method was replaced by its fallback, or None."""
+        return self._fallback
+
+    @property
+    def status(self) -> Status | None:
+        """None while the run goes on, else why it stopped."""
+        return self._status
+
+    @property
+    def nit(self) -> int:
+        return self._nit
+
+    @property
+    def nfev(self) -> int:
+        return self._nfev
+
+    @property
+    def x(self) -> np.ndarray:
+        """The current iterate (a copy)."""
+        return self._x.copy()
+
+    @property
+    def f_iterate(self) -> float:
+        """f at the last evaluated iterate (antithetic: the mean of the pairs)."""
+        return self._f_iterate
+
+    @property
+    def f_best(self) -> float:
+        """The lowest finite value evaluated so far (inf before any)."""
+        return self._f_best
+
+    @property
+    def settings(self) -> dict:
+        """The resolved settings (defaults filled in), as a new dict."""
+        return dict(self._settings)
+
+    # ------------------------------------------------------------ ask / tell
+
+    def ask(self) -> np.ndarray:
+        """Return the points of the next iteration, shape (k, d), as a new array.
+
+        Asking again before ``tell`` returns the same points.
+        """
+        return self._ask_view().copy()
+
+    def _ask_view(self) -> np.ndarray:
+        """The pending points themselves (no copy): for drivers that copy anyway."""
+        if self._status is not None:
+            raise OptimizerStateError(f"the run has stopped (status {int(self._status)}: "
+                                      f"{self._status.name}); ask() is not allowed")
+        if self._pending is None:
+            s = self._settings
+            self._rng_state_at_ask = copy.deepcopy(self._rng.bit_generator.state)
+            q = estimators.directions_for_budget(s["estimator"], s["q"],
+                                                 s["maxfev"] - self._nfev)
+            self._pending = estimators.query_points(
+                self._rng, self._x, q, s["mu"], s["directions"], s["estimator"], self._box)
+        return self._pending
+
+    def tell(self, points, values) -> None:
+        """Report the values of the points returned by ``ask()`` and take one step.
+
+        Raises
+        ------
+        OptimizerStateError
+            If no points are pending or ``points`` differ from them.
+        ObjectiveValueError
+            If ``values`` is not one real number per point.
+        NonFiniteValueError
+            If a value is NaN or infinite and ``nan_policy='raise'``.
+        """
+        pending = self._pending
+        if pending is None:
+            raise OptimizerStateError("tell() called without a pending ask()")
+        if points is not pending:
+            points = np.asarray(points, dtype=float)
+            if points.shape != pending.shape or not np.array_equal(points, pending):
+                raise OptimizerStateError("tell() got points that differ from those of "
+                                          "the last ask()")
+        values = self._check_values(values, pending.shape[0])
+        self._pending = None
+        self._rng_state_at_ask = None
+        self._nfev += values.size
+        finite = np.isfinite(values)
+        self._nfev_nonfinite += int(values.size - finite.sum())
+        self._update_best(pending, values, finite)
+        self._nit += 1
+        if not finite.all() and self._settings["nan_policy"] != "omit":
+            self._status = Status.NONFINITE
+            if self._settings["nan_policy"] == "raise":
+                i = int(np.flatnonzero(~finite)[0])
+                raise NonFiniteValueError(f"fun returned {values[i]} at point {i} of "
+                                          f"iteration {self._nit - 1} (nan_policy='raise')")
+            return
+        self._step(pending, values)
+        self._best_trace.append(self._f_best)
+        self._status = self._stop_status()
+
+    def _check_values(self, values, k: int) -> np.ndarray:
+        try:
+            arr = np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            raise ObjectiveValueError(f"values must be {k} real numbers, got {values!r}") from None
+        if arr.size != k or arr.ndim > 2:
+            raise ObjectiveValueError(f"values must be {k} real numbers (one per point), "
+                                      f"got shape {arr.shape}")
+        return arr.reshape(k)
+
+    def _update_best(self, points, values, finite) -> None:
+        if not finite.any():
+            return
+        i = int(np.argmin(np.where(finite, values, np.inf)))
+        if values[i] < self._f_best:
+            self._f_best = float(values[i])
+            self._x_best = points[i].copy()
+
+    def _step(self, points, values) -> None:
+        s = self._settings
+        self._f_iterate = estimators.value_at_iterate(values, s["estimator"])
+        if not np.isfinite(self._f_iterate):
+            # The iterate itself is unusable: go back to the best point, half the step.
+            if self._x_best is None:
+                self._status = Status.NONFINITE
+                return
+            self._x = self._x_best.copy()
+            self._step_scale /= 2
+            return
+        g, _ = estimators.estimate_gradient(self._x, points, values, s["mu"], s["estimator"])
+        step, self._rule_state = self._rule.update(g, self._rule_state)
+        if self._step_scale != 1.0:
+            step *= self._step_scale
+        step += self._x
+        self._x = self._box.project(step)
+
+    def _stop_status(self) -> Status | None:
+        s = self._settings
+        if s["f_target"] is not None and self._f_best <= s["f_target"]:
+            return Status.F_TARGET
+        trace = self._best_trace
+        if s["ftol"] > 0 and len(trace) == trace.maxlen and np.isfinite(trace[0]):
+            old, new = trace[0], trace[-1]
+            if old - new <= s["ftol"] * max(abs(old), abs(new), 1.0):
+                return Status.FTOL
+        if self._nit >= s["maxiter"]:
+            return Status.MAXITER
+        left = s["maxfev"] - self._nfev
+        if estimators.directions_for_budget(s["estimator"], s["q"], left) == 0:
+            return Status.MAXFEV
+        return None
+
+    # ------------------------------------------------------------ results and checkpoints
+
+    def result(self, status: Status | None = None):
+        """The run's OptimizeResult so far; ``status`` overrides the optimizer's own."""
+        if status is None:
+            status = self._status if self._status is not None else Status.RUNNING
+        found = self._x_best is not None
+        return build_result(
+            x=self._x_best if found else self._x0, fun=self._f_best if found else np.nan,
+            x_last=self._x, nfev=self._nfev, nit=self._nit, status=status,
+            method=self.method, fallback=self._fallback, nfev_nonfinite=self._nfev_nonfinite)
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume the run exactly, as plain data (picklable).
+
+        A pending ask() is not saved: after loading, ask() draws the same points again.
+        """
+        rng_state = self._rng_state_at_ask or self._rng.bit_generator.state
+        return copy.deepcopy({
+            "format_version": STATE_FORMAT_VERSION,
+            "method": self.method,
+            "settings": self._settings,
+            "x": self._x,
+            "rule_state": self._rule_state._asdict(),
+            "rng": {"bit_generator": type(self._rng.bit_generator).__name__,
+                    "state": rng_state},
+            "nit": self._nit,
+            "nfev": self._nfev,
+            "nfev_nonfinite": self._nfev_nonfinite,
+            "x_best": self._x_best,
+            "f_best": self._f_best,
+            "f_iterate": self._f_iterate,
+            "best_trace": list(self._best_trace),
+            "step_scale": self._step_scale,
+            "status": None if self._status is None else int(self._status),
+        })
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a state from ``state_dict()`` of an optimizer built the same way.
+
+        Raises
+        ------
+        OptimizerStateError
+            If the format, the method or the settings (options, d) differ.
+        """
+        if not isinstance(state, dict) or state.get("format_version") != STATE_FORMAT_VERSION:
+            raise OptimizerStateError(f"state must be a dict from state_dict() with "
+                                      f"format_version {STATE_FORMAT_VERSION}")
+        if state["method"] != self.method:
+            raise OptimizerStateError(f"state is for method {state['method']!r}, this "
+                                      f"optimizer runs {self.method!r}")
+        differ = sorted(k for k in self._settings.keys() | state["settings"].keys()
+                        if self._settings.get(k) != state["settings"].get(k))
+        if differ:
+            raise OptimizerStateError(
+                "state was saved with other settings: " + ", ".join(
+                    f"{k}={state['settings'].get(k)!r} (here {self._settings.get(k)!r})"
+                    for k in differ))
+        state = copy.deepcopy(state)
+        bit_generator = getattr(np.random, state["rng"]["bit_generator"])()
+        bit_generator.state = state["rng"]["state"]
+        self._rng = np.random.Generator(bit_generator)
+        self._x = np.asarray(state["x"], dtype=float)
+        self._rule_state = self._rule.state_type(**state["rule_state"])
+        self._nit = state["nit"]
+        self._nfev = state["nfev"]
+        self._nfev_nonfinite = state["nfev_nonfinite"]
+        self._x_best = state["x_best"]
+        self._f_best = state["f_best"]
+        self._f_iterate = state["f_iterate"]
+        self._best_trace = deque(state["best_trace"], maxlen=self._settings["patience"] + 1)
+        self._step_scale = state["step_scale"]
+        self._status = None if state["status"] is None else Status(state["status"])
+        self._pending = None
+        self._rng_state_at_ask = None

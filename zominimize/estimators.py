@@ -1,0 +1,125 @@
+"""Query directions and the finite-difference gradient estimators.
+
+Notation: x is the iterate (length d), mu the smoothing radius, u_1..u_q the
+query directions with E[u u^T] = I.
+
+* forward:    g = 1/q sum_i [f(y_i) - f(x)] / mu * w_i,             y_i = P(x + mu u_i)
+* antithetic: g = 1/q sum_i [f(y+_i) - f(y-_i)] / (2 mu) * w_i,      y±_i = P(x ± mu u_i)
+
+P projects onto the bounds and w_i is the *effective* direction, the displacement
+actually evaluated divided by its nominal length: w_i = (y_i - x) / mu, or
+(y+_i - y-_i) / (2 mu). Without active bounds w_i = u_i exactly; with them, the
+difference quotient stays consistent with the points that were really queried.
+Working from the points also means the directions need no storage of their own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._bounds import Box
+
+DIRECTIONS = ("gaussian", "sphere")
+ESTIMATORS = ("forward", "antithetic")
+
+
+def evaluations_per_iteration(estimator: str, q: int) -> int:
+    """Number of points one iteration evaluates: q + 1 (forward) or 2q (antithetic)."""
+    return q + 1 if estimator == "forward" else 2 * q
+
+
+def directions_for_budget(estimator: str, q: int, budget: int) -> int:
+    """Largest number of directions <= q whose iteration fits in ``budget`` evaluations."""
+    fit = budget - 1 if estimator == "forward" else budget // 2
+    return max(0, min(q, fit))
+
+
+def draw_directions(rng: np.random.Generator, kind: str, out: np.ndarray) -> np.ndarray:
+    """Fill ``out`` (shape (q, d)) with q directions of the law ``kind``; return it.
+
+    'gaussian': u ~ N(0, I). 'sphere': u uniform on the sphere of radius sqrt(d),
+    so that E[u u^T] = I as for the Gaussian, with a fixed length.
+    """
+    rng.standard_normal(out=out)
+    if kind == "sphere":
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        out *= np.sqrt(out.shape[1]) / norms
+    return out
+
+
+def query_points(rng: np.random.Generator, x: np.ndarray, q: int, mu: float,
+                 directions: str, estimator: str, box: Box) -> np.ndarray:
+    """Draw q directions and return the points of one iteration.
+
+    forward: row 0 is x, rows 1..q are P(x + mu u_i), shape (q + 1, d).
+    antithetic: rows 0..q-1 are P(x + mu u_i), rows q..2q-1 are P(x - mu u_i).
+    The directions are drawn straight into the returned array (no extra copy).
+    """
+    d = x.shape[0]
+    if estimator == "forward":
+        points = np.empty((q + 1, d))
+        perturbed = draw_directions(rng, directions, points[1:])
+        perturbed *= mu
+        perturbed += x
+        points[0] = x
+        box.project(perturbed)
+        return points
+    points = np.empty((2 * q, d))
+    plus, minus = points[:q], points[q:]
+    draw_directions(rng, directions, plus)
+    np.multiply(plus, -mu, out=minus)
+    minus += x
+    plus *= mu
+    plus += x
+    return box.project(points)
+
+
+def estimate_gradient(x: np.ndarray, points: np.ndarray, values: np.ndarray, mu: float,
+                      estimator: str) -> tuple[np.ndarray, int]:
+    """Estimate the gradient at x from the evaluated ``points`` and their ``values``.
+
+    Non-finite values are left out: the average runs over the usable directions only.
+
+    Returns
+    -------
+    g : ndarray of shape (d,)
+        The estimate (zeros when no direction is usable).
+    used : int
+        How many directions entered the estimate.
+    """
+    if estimator == "forward":
+        center, queries = values[0], values[1:]
+        usable = np.isfinite(queries) & np.isfinite(center)
+        coef = np.where(usable, queries - center, 0.0) / mu
+        used = int(usable.sum())
+        if used == 0:
+            return np.zeros_like(x), 0
+        g = coef @ points[1:]
+        g -= coef.sum() * x
+        g /= mu * used
+        return g, used
+    q = points.shape[0] // 2
+    plus, minus = values[:q], values[q:]
+    usable = np.isfinite(plus) & np.isfinite(minus)
+    coef = np.where(usable, plus - minus, 0.0) / (2 * mu)
+    used = int(usable.sum())
+    if used == 0:
+        return np.zeros_like(x), 0
+    g = coef @ points[:q]
+    g -= coef @ points[q:]
+    g /= 2 * mu * used
+    return g, used
+
+
+def value_at_iterate(values: np.ndarray, estimator: str) -> float:
+    """f at the iterate: measured (forward) or the mean of the finite pairs (antithetic).
+
+    The antithetic mean [f(x + mu u) + f(x - mu u)] / 2 is f(x) + O(mu^2).
+    """
+    if estimator == "forward":
+        return float(values[0])
+    q = values.shape[0] // 2
+    pairs = (values[:q] + values[q:]) / 2
+    pairs = pairs[np.isfinite(pairs)]
+    return float(pairs.mean()) if pairs.size else float("nan")

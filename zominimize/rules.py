@@ -1,0 +1,104 @@
+"""Classic update rules as (init, update) pairs of pure functions.
+
+``rule.init(d)`` returns the rule's state (a small NamedTuple of arrays and
+floats); ``rule.update(g, state)`` returns ``(step, new_state)`` where ``step`` is
+added to the iterate. Nothing is modified in place, so a state can be saved,
+restored and compared freely.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+
+class Rule(NamedTuple):
+    """An update rule: ``init(d) -> state`` and ``update(g, state) -> (step, state)``."""
+
+    init: Callable[[int], Any]
+    update: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
+    state_type: type
+
+
+def _rms(v: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(v))))
+
+
+class SGDState(NamedTuple):
+    lr: float  # NaN until the automatic learning rate has been chosen
+
+
+def sgd(lr: float | None, first_step: float) -> Rule:
+    """ZO-SGD: step = -lr * g.
+
+    With ``lr=None`` the learning rate is chosen at the first non-zero estimate g_0
+    so that the first step has RMS length ``first_step`` per coordinate:
+    lr = first_step / RMS(g_0). It stays fixed afterwards, so the steps shrink as
+    the gradient does, as in plain SGD.
+    """
+
+    def init(d: int) -> SGDState:
+        return SGDState(lr=np.nan if lr is None else lr)
+
+    def update(g: np.ndarray, state: SGDState):
+        rate = state.lr
+        if np.isnan(rate):
+            size = _rms(g)
+            if size == 0:
+                return np.zeros_like(g), state
+            rate = first_step / size
+        return -rate * g, SGDState(lr=rate)
+
+    return Rule(init, update, SGDState)
+
+
+class SignState(NamedTuple):
+    pass
+
+
+def sign_sgd(lr: float) -> Rule:
+    """ZO-signSGD (Liu et al., 2019): step = -lr * sign(g)."""
+
+    def init(d: int) -> SignState:
+        return SignState()
+
+    def update(g: np.ndarray, state: SignState):
+        return -lr * np.sign(g), state
+
+    return Rule(init, update, SignState)
+
+
+class AdaMMState(NamedTuple):
+    count: int
+    m: np.ndarray
+    v: np.ndarray
+    v_max: np.ndarray
+
+
+def adamm(lr: float, beta1: float, beta2: float, eps: float) -> Rule:
+    """ZO-AdaMM (Chen et al., 2019): Adam moments with the max-corrected second moment.
+
+    m_t = b1 m + (1 - b1) g,  v_t = b2 v + (1 - b2) g^2,  v^_t = max(v^_{t-1}, v_t),
+    step = -lr * [m_t / (1 - b1^t)] / (sqrt(v^_t / (1 - b2^t)) + eps).
+
+    The bias corrections (as in torch's Adam with amsgrad=True) make the first
+    steps about lr per coordinate, so ``lr`` means the same from the first step on.
+    """
+
+    def init(d: int) -> AdaMMState:
+        zeros = np.zeros(d)
+        return AdaMMState(count=0, m=zeros, v=zeros, v_max=zeros)
+
+    def update(g: np.ndarray, state: AdaMMState):
+        count = state.count + 1
+        m = beta1 * state.m + (1 - beta1) * g
+        v = beta2 * state.v + (1 - beta2) * np.square(g)
+        v_max = np.maximum(state.v_max, v)
+        denom = np.sqrt(v_max / (1 - beta2 ** count))
+        denom += eps
+        step = m / denom
+        step *= -lr / (1 - beta1 ** count)
+        return step, AdaMMState(count, m, v, v_max)
+
+    return Rule(init, update, AdaMMState)
