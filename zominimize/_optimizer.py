@@ -151,6 +151,7 @@ class ZOOptimizer:
         self._step_scale = 1.0
         self._status: Status | None = None
         self._pending: np.ndarray | None = None
+        self._workspace: np.ndarray | None = None  # the points buffer, reused
         self._rng_state_at_ask: dict | None = None
 
     @property
@@ -206,7 +207,10 @@ class ZOOptimizer:
         return self._ask_view().copy()
 
     def _ask_view(self) -> np.ndarray:
-        """The pending points themselves (no copy): for drivers that copy anyway."""
+        """The pending points themselves (no copy): for drivers that copy anyway.
+
+        The array is a workspace that the next iteration overwrites.
+        """
         if self._status is not None:
             raise OptimizerStateError(f"the run has stopped (status {int(self._status)}: "
                                       f"{self._status.name}); ask() is not allowed")
@@ -215,8 +219,9 @@ class ZOOptimizer:
             self._rng_state_at_ask = copy.deepcopy(self._rng.bit_generator.state)
             q = estimators.directions_for_budget(s["estimator"], s["q"],
                                                  s["maxfev"] - self._nfev)
-            self._pending = estimators.query_points(
-                self._rng, self._x, q, s["mu"], s["directions"], s["estimator"], self._box)
+            self._pending = self._workspace = estimators.query_points(
+                self._rng, self._x, q, s["mu"], s["directions"], s["estimator"], self._box,
+                out=self._workspace)
         return self._pending
 
     def tell(self, points, values) -> None:

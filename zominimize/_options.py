@@ -123,9 +123,9 @@ SOLVER_OPTIONS: dict[str, Option] = {o.name: o for o in [
     Option("maxiter", 1000, positive_int,
            "Maximum number of iterations (one iteration = one gradient estimate and one step)."),
     Option("maxfev", None, positive_int,
-           "Hard cap on calls of fun (one call per point; one per batch when vectorized). "
-           "Default: maxiter times the evaluations of one iteration. The last iteration "
-           "uses fewer query directions when the budget left is short."),
+           "Hard cap on the number of points evaluated (nfev), so fun is never called "
+           "more often. Default: maxiter times the evaluations of one iteration. The "
+           "last iteration uses fewer query directions when the budget left is short."),
     Option("q", 20, strict_positive_int,
            "Query directions per iteration. Forward differences cost q + 1 evaluations "
            "an iteration, antithetic ones 2q."),
@@ -147,9 +147,10 @@ SOLVER_OPTIONS: dict[str, Option] = {o.name: o for o in [
            "'antithetic': [f(x + mu u) - f(x - mu u)] / (2 mu), 2q evaluations."),
     Option("seed", None, seed_like,
            "Seed of every random draw: an int, or a numpy.random.Generator (copied, "
-           "never advanced). The same seed gives the same run."),
+           "never advanced). The same seed gives the same run. None: fresh entropy."),
     Option("f_target", None, real,
-           "Stop with success as soon as a value <= f_target has been evaluated."),
+           "Stop with success as soon as a value <= f_target has been evaluated. "
+           "None: no target."),
     Option("ftol", 1e-8, nonnegative_float,
            "Stop with success when the best value improved by less than "
            "ftol * max(|f_old|, |f_new|, 1) over the last 'patience' iterations. "
@@ -168,7 +169,8 @@ DRIVER_OPTIONS: dict[str, Option] = {o.name: o for o in [
     Option("return_all", False, flag,
            "Also return 'allvecs' (the iterates) and 'history' (per-iteration nfev, "
            "value at the iterate and best value)."),
-    Option("maxtime", None, positive_float, "Wall-clock limit in seconds, checked between iterations."),
+    Option("maxtime", None, positive_float,
+           "Wall-clock limit in seconds, checked between iterations. None: no limit."),
     Option("vectorized", False, flag,
            "fun takes a (k, d) array and returns k values: one call per iteration."),
     Option("workers", 1, workers_like,

@@ -49,23 +49,26 @@ def draw_directions(rng: np.random.Generator, kind: str, out: np.ndarray) -> np.
 
 
 def query_points(rng: np.random.Generator, x: np.ndarray, q: int, mu: float,
-                 directions: str, estimator: str, box: Box) -> np.ndarray:
+                 directions: str, estimator: str, box: Box,
+                 out: np.ndarray | None = None) -> np.ndarray:
     """Draw q directions and return the points of one iteration.
 
     forward: row 0 is x, rows 1..q are P(x + mu u_i), shape (q + 1, d).
     antithetic: rows 0..q-1 are P(x + mu u_i), rows q..2q-1 are P(x - mu u_i).
-    The directions are drawn straight into the returned array (no extra copy).
+    The directions are drawn straight into the returned array (no extra copy),
+    which is ``out`` when that has the right shape (a workspace reused across
+    iterations), else a new array.
     """
     d = x.shape[0]
+    shape = (evaluations_per_iteration(estimator, q), d)
+    points = out if out is not None and out.shape == shape else np.empty(shape)
     if estimator == "forward":
-        points = np.empty((q + 1, d))
         perturbed = draw_directions(rng, directions, points[1:])
         perturbed *= mu
         perturbed += x
         points[0] = x
         box.project(perturbed)
         return points
-    points = np.empty((2 * q, d))
     plus, minus = points[:q], points[q:]
     draw_directions(rng, directions, plus)
     np.multiply(plus, -mu, out=minus)

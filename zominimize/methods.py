@@ -18,7 +18,7 @@ from .learned import unavailable_reason
 from .rules import adamm, sgd, sign_sgd
 
 STEP_DOC = ("Default lr: base_step * x_scale * sqrt(q / (q + d)) per coordinate, "
-            "base_step = {base}.")
+            "base_step = {base_step}.")
 
 ZO_SGD = register(MethodSpec(
     name="zo-sgd",
@@ -26,18 +26,18 @@ ZO_SGD = register(MethodSpec(
     doc="x <- P(x - lr * g), g the ZO gradient estimate (Nesterov & Spokoiny, 2017; "
         "Ghadimi & Lan, 2013). Default lr: chosen at the first estimate g_0 so that "
         "the first step has RMS length base_step * x_scale * sqrt(q / (q + d)) per "
-        "coordinate (lr = that / RMS(g_0)), base_step = 1.0; fixed afterwards.",
+        "coordinate (lr = that / RMS(g_0)), base_step = {base_step}; fixed afterwards.",
     make_rule=lambda s: sgd(s["lr"], first_step=s["step"]),
-    base_step=1.0,
+    base_step=0.5,
 ))
 
 ZO_SIGNSGD = register(MethodSpec(
     name="zo-signsgd",
     summary="ZO-signSGD: a fixed-length step along the sign of the ZO estimate.",
     doc="x <- P(x - lr * sign(g)) (Liu, Chen, Chen & Hero, ICLR 2019). "
-        + STEP_DOC.format(base=0.2),
+        + STEP_DOC,
     make_rule=lambda s: sign_sgd(s["lr"] if s["lr"] is not None else s["step"]),
-    base_step=0.2,
+    base_step=0.1,
 ))
 
 ADAMM_OPTIONS = {o.name: o for o in [
@@ -52,10 +52,10 @@ ZO_ADAMM = register(MethodSpec(
     doc="m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  v^ <- max(v^, v);  "
         "x <- P(x - lr * [m / (1 - b1^t)] / (sqrt(v^ / (1 - b2^t)) + eps)) "
         "(Chen, Liu, Xu, Li, Lin, Hong & Cox, NeurIPS 2019; bias corrections as in "
-        "torch's Adam with amsgrad=True). " + STEP_DOC.format(base=0.5),
+        "torch's Adam with amsgrad=True). " + STEP_DOC,
     make_rule=lambda s: adamm(s["lr"] if s["lr"] is not None else s["step"],
                               s["beta1"], s["beta2"], s["eps"]),
-    base_step=0.5,
+    base_step=0.1,
     options=ADAMM_OPTIONS,
 ))
 
@@ -97,7 +97,7 @@ True
 def method_doc(name: str) -> str:
     """The documentation of one method: its update and all of its options."""
     spec = get_method(name)
-    lines = [f"{spec.name}: {spec.summary}", "", spec.doc, ""]
+    lines = [f"{spec.name}: {spec.summary}", "", spec.doc.format(base_step=spec.base_step), ""]
     sections = [("Method options", spec.options),
                 ("ZO options (shared by every ZO method)", SOLVER_OPTIONS),
                 ("Run options", DRIVER_OPTIONS)]
@@ -109,8 +109,7 @@ def method_doc(name: str) -> str:
             continue
         lines += [title, "-" * len(title)]
         for opt in table.values():
-            default = "automatic" if opt.default is None else repr(opt.default)
-            lines += [f"{opt.name} : default {default}", f"    {opt.doc}"]
+            lines += [f"{opt.name} : default {opt.default!r}", f"    {opt.doc}"]
         lines.append("")
     return "\n".join(lines)
 

@@ -1,0 +1,1 @@
+"""zominimize's benchmark suite: ``python -m benchmarks --quick`` (or ``--full``)."""
