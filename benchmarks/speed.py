@@ -105,8 +105,8 @@ def run(quick: bool = True) -> dict:
     records = {"d": d, "q": q, "floor_draw_s": floor, "methods": {}}
     print(f"\nOptimizer overhead per iteration, d = {d:,}, q = {q} (fun = x[0])")
     print(f"floor: rng.standard_normal((q, d)) = {floor * 1e3:.0f} ms")
-    print(f"| method | ms / iteration | ratio to floor | peak RSS (MB) | memory bound (MB) |")
-    print(f"|---|---|---|---|---|")
+    print("| method | ms / iteration | ratio to floor | peak RSS (MB) | memory bound (MB) |")
+    print("|---|---|---|---|---|")
     bound = (q + 10) * d * 8 + MEMORY_SLACK
     for method in methods:
         per_iter = overhead_per_iteration(method, d, q, iterations)

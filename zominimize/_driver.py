@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import time
 import warnings
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 from scipy.optimize import OptimizeResult, OptimizeWarning

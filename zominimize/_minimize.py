@@ -5,7 +5,7 @@ from __future__ import annotations
 import scipy.optimize
 from scipy.optimize import OptimizeResult
 
-from . import methods  # noqa: F401  (registers the ZO methods)
+from . import methods  # noqa: F401  (importing it registers the ZO methods)
 from ._driver import solve
 from ._registry import SCIPY_METHODS, get_method, method_names
 from .methods import method_doc
