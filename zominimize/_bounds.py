@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import Bounds, OptimizeWarning
+
+from ._warn import warn
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,8 @@ def clip_x0(x0: np.ndarray, box: Box) -> np.ndarray:
     """Return x0 clipped into the box, warning when that moved it."""
     clipped = np.clip(x0, box.lower, box.upper)
     if not np.array_equal(clipped, x0):
-        warnings.warn("Initial guess is not within the specified bounds: x0 was clipped "
-                      "into the bounds", OptimizeWarning, stacklevel=4)
+        warn("Initial guess is not within the specified bounds: x0 was clipped "
+                      "into the bounds", OptimizeWarning)
     return clipped
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import inspect
 import time
-import warnings
 from typing import Callable
 
 import numpy as np
 from scipy.optimize import OptimizeResult, OptimizeWarning
 
+from ._warn import warn
 from ._evaluation import Evaluator
 from ._optimizer import ZOOptimizer
 from ._options import DRIVER_OPTIONS, SOLVER_OPTIONS, parse_options
@@ -48,8 +48,7 @@ def solve(method: str, fun: Callable, x0, args=(), jac=None, hess=None, hessp=No
         known |= set(get_method(spec.fallback).options)
     unknown = sorted(set(options) - known)
     if unknown:
-        warnings.warn(f"Unknown solver options: {', '.join(unknown)}", OptimizeWarning,
-                      stacklevel=3)
+        warn(f"Unknown solver options: {', '.join(unknown)}", OptimizeWarning)
     run = parse_options(DRIVER_OPTIONS, options)
     solver_options = {k: v for k, v in options.items() if k in known and k not in DRIVER_OPTIONS}
     optimizer = ZOOptimizer(spec.name, x0, bounds, **solver_options)
@@ -61,17 +60,17 @@ def solve(method: str, fun: Callable, x0, args=(), jac=None, hess=None, hessp=No
 
 def _warn_ignored(name, jac, hess, hessp, constraints) -> None:
     if jac is not None and jac is not False:
-        warnings.warn(f"Method {name} does not use gradient information (jac): it is "
-                      f"ignored.", RuntimeWarning, stacklevel=4)
+        warn(f"Method {name} does not use gradient information (jac): it is "
+                      f"ignored.", RuntimeWarning)
     if hess is not None:
-        warnings.warn(f"Method {name} does not use Hessian information (hess): it is "
-                      f"ignored.", RuntimeWarning, stacklevel=4)
+        warn(f"Method {name} does not use Hessian information (hess): it is "
+                      f"ignored.", RuntimeWarning)
     if hessp is not None:
-        warnings.warn(f"Method {name} does not use Hessian-vector product information "
-                      f"(hessp): it is ignored.", RuntimeWarning, stacklevel=4)
+        warn(f"Method {name} does not use Hessian-vector product information "
+                      f"(hessp): it is ignored.", RuntimeWarning)
     if constraints is not None and np.any(constraints):
-        warnings.warn(f"Method {name} cannot handle constraints: they are ignored.",
-                      RuntimeWarning, stacklevel=4)
+        warn(f"Method {name} cannot handle constraints: they are ignored.",
+                      RuntimeWarning)
 
 
 def _loop(optimizer: ZOOptimizer, fun, args, callback, run: dict) -> OptimizeResult:

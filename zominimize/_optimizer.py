@@ -9,12 +9,12 @@ bounds and checks the stopping tests. ``minimize`` is a loop over these two call
 from __future__ import annotations
 
 import copy
-import warnings
 from collections import deque
 from typing import Any
 
 import numpy as np
 
+from ._warn import warn
 from . import estimators
 from ._bounds import Box, clip_x0, standardize_bounds
 from ._options import SOLVER_OPTIONS, parse_options
@@ -51,8 +51,8 @@ def resolve_method(name: str, options: dict) -> tuple[MethodSpec, MethodSpec, st
     if reason is None:
         return requested, requested, None
     running = get_method(requested.fallback)
-    warnings.warn(f"method {requested.name!r} cannot run ({reason}); running "
-                  f"{running.name!r} instead", FallbackWarning, stacklevel=4)
+    warn(f"method {requested.name!r} cannot run ({reason}); running "
+                  f"{running.name!r} instead", FallbackWarning)
     return requested, running, reason
 
 
