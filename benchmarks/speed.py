@@ -121,7 +121,7 @@ def run(quick: bool = True) -> dict:
     peak = records["methods"]["zo-adamm"]["peak_bytes"]
     print(f"zo-adamm peak memory {peak / 1e6:.0f} MB (goal < {bound / 1e6:.0f} MB): "
           f"{'met' if peak < bound else 'MISSED'}")
-    speed = workers_speedup(iterations=5 if quick else 10)
+    speed = workers_speedup(iterations=8 if quick else 16)
     records["workers"] = speed
     print(f"workers=2 on a 20 ms fun: serial {speed['serial_s']:.2f} s, "
           f"2 workers {speed['workers2_s']:.2f} s, speed-up {speed['speedup']:.2f}x "
