@@ -70,8 +70,8 @@ def standardize_bounds(bounds, d: int) -> Box:
     bad = np.flatnonzero(lower > upper)
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"bounds: lower bound {lower[i]!r} is above upper bound "
-                         f"{upper[i]!r} at index {i}")
+        raise ValueError(f"bounds: lower bound {float(lower[i])!r} is above upper bound "
+                         f"{float(upper[i])!r} at index {i}")
     return Box(lower, upper)
 
 

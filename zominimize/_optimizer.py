@@ -119,7 +119,7 @@ class ZOOptimizer:
         if settings["mu"] is None:
             settings["mu"] = 1e-4 * settings["x_scale"]
         settings["d"] = d
-        settings["step"] = spec.base_step * settings["x_scale"] * np.sqrt(q / (q + d))
+        settings["step"] = float(spec.base_step * settings["x_scale"] * np.sqrt(q / (q + d)))
         per_iteration = estimators.evaluations_per_iteration(settings["estimator"], q)
         if settings["maxfev"] is None:
             settings["maxfev"] = settings["maxiter"] * per_iteration
@@ -259,9 +259,8 @@ class ZOOptimizer:
                 raise NonFiniteValueError(f"fun returned {values[i]} at point {i} of "
                                           f"iteration {self._nit - 1} (nan_policy='raise')")
             return
-        self._step(pending, values)
         self._best_trace.append(self._f_best)
-        self._status = self._stop_status()
+        self._status = self._step(pending, values) or self._stop_status()
 
     def _check_values(self, values, k: int) -> np.ndarray:
         try:
@@ -281,23 +280,24 @@ class ZOOptimizer:
             self._f_best = float(values[i])
             self._x_best = points[i].copy()
 
-    def _step(self, points, values) -> None:
+    def _step(self, points, values) -> Status | None:
+        """Estimate, update and project; return NONFINITE if no usable point is left."""
         s = self._settings
         self._f_iterate = estimators.value_at_iterate(values, s["estimator"])
         if not np.isfinite(self._f_iterate):
             # The iterate itself is unusable: go back to the best point, half the step.
             if self._x_best is None:
-                self._status = Status.NONFINITE
-                return
+                return Status.NONFINITE
             self._x = self._x_best.copy()
             self._step_scale /= 2
-            return
+            return None
         g, _ = estimators.estimate_gradient(self._x, points, values, s["mu"], s["estimator"])
         step, self._rule_state = self._rule.update(g, self._rule_state)
         if self._step_scale != 1.0:
             step *= self._step_scale
         step += self._x
         self._x = self._box.project(step)
+        return None
 
     def _stop_status(self) -> Status | None:
         s = self._settings

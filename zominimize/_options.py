@@ -36,51 +36,56 @@ class Option:
 
 # ---------------------------------------------------------------- checkers
 
+def shown(value: Any) -> str:
+    """``repr`` of a value for an error message, numpy scalars as plain numbers."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def positive_int(name: str, value: Any) -> int:
     """An integer >= 1 (a float such as 100.1 is truncated, as scipy does for maxiter)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+        raise TypeError(f"{name} must be a positive integer, got {shown(value)}")
     if not np.isfinite(value) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ValueError(f"{name} must be a positive integer, got {shown(value)}")
     return int(value)
 
 
 def strict_positive_int(name: str, value: Any) -> int:
     """An integer >= 1 given as an integer (no truncation)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ValueError(f"{name} must be a positive integer, got {shown(value)}")
     return int(value)
 
 
 def positive_float(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) \
             or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        raise ValueError(f"{name} must be a positive finite number, got {shown(value)}")
     return float(value)
 
 
 def nonnegative_float(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) \
             or not value >= 0 or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        raise ValueError(f"{name} must be a finite number >= 0, got {shown(value)}")
     return float(value)
 
 
 def real(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or np.isnan(value):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
+        raise ValueError(f"{name} must be a real number, got {shown(value)}")
     return float(value)
 
 
 def unit_interval_open(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        raise ValueError(f"{name} must be in [0, 1), got {shown(value)}")
     return float(value)
 
 
 def flag(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_, int)) or value not in (0, 1):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
+        raise ValueError(f"{name} must be True or False, got {shown(value)}")
     return bool(value)
 
 
@@ -88,7 +93,7 @@ def one_of(*choices: str) -> Callable[[str, Any], str]:
     def check(name: str, value: Any) -> str:
         if not isinstance(value, str) or value.lower() not in choices:
             raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, "
-                             f"got {value!r}")
+                             f"got {shown(value)}")
         return value.lower()
     return check
 
@@ -100,7 +105,7 @@ def seed_like(name: str, value: Any):
     if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0:
         return int(value)
     raise ValueError(f"{name} must be None, an integer >= 0 or a numpy.random.Generator, "
-                     f"got {value!r}")
+                     f"got {shown(value)}")
 
 
 def workers_like(name: str, value: Any):
@@ -110,11 +115,11 @@ def workers_like(name: str, value: Any):
             return os.cpu_count() or 1
         if value >= 1:
             return int(value)
-        raise ValueError(f"{name} must be a positive integer or -1, got {value!r}")
+        raise ValueError(f"{name} must be a positive integer or -1, got {shown(value)}")
     if hasattr(value, "submit") or callable(value):
         return value
     raise ValueError(f"{name} must be an int, a map-like callable or an object with "
-                     f"submit() (a concurrent.futures.Executor, a dask Client), got {value!r}")
+                     f"submit() (a concurrent.futures.Executor, a dask Client), got {shown(value)}")
 
 
 # ---------------------------------------------------------------- tables
