@@ -13,7 +13,7 @@ from ._warn import warn
 from ._evaluation import Evaluator
 from ._optimizer import ZOOptimizer
 from ._options import DRIVER_OPTIONS, SOLVER_OPTIONS, parse_options
-from ._registry import get_method
+from ._registry import get_method, method_options
 from ._result import MESSAGES, Status
 
 
@@ -43,9 +43,7 @@ def solve(method: str, fun: Callable, x0, args=(), jac=None, hess=None, hessp=No
     tol = options.pop("tol", None)
     if tol is not None:
         options.setdefault("ftol", tol)
-    known = set(SOLVER_OPTIONS) | set(DRIVER_OPTIONS) | set(spec.options)
-    if spec.fallback:
-        known |= set(get_method(spec.fallback).options)
+    known = set(SOLVER_OPTIONS) | set(DRIVER_OPTIONS) | set(method_options(spec))
     unknown = sorted(set(options) - known)
     if unknown:
         warn(f"Unknown solver options: {', '.join(unknown)}", OptimizeWarning)

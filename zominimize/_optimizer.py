@@ -18,7 +18,7 @@ from ._warn import warn
 from . import estimators
 from ._bounds import Box, clip_x0, standardize_bounds
 from ._options import SOLVER_OPTIONS, parse_options
-from ._registry import MethodSpec, get_method
+from ._registry import MethodSpec, get_method, method_options
 from ._result import Status, build_result
 from .errors import FallbackWarning, NonFiniteValueError, ObjectiveValueError, OptimizerStateError
 
@@ -66,6 +66,30 @@ def default_x_scale(x0: np.ndarray, box: Box) -> float:
     return max(float(np.sqrt(np.mean(x0 ** 2))), 1.0)
 
 
+def resolve_settings(spec: MethodSpec, settings: dict, x0: np.ndarray, box: Box) -> dict:
+    """Fill in the automatic defaults (x_scale, mu, step, maxfev) and check maxfev.
+
+    ``step`` is the method's default per-coordinate step,
+    base_step * x_scale * sqrt(q / (q + d)).
+    """
+    settings = dict(settings)
+    d, q = x0.size, settings["q"]
+    if settings["x_scale"] is None:
+        settings["x_scale"] = default_x_scale(x0, box)
+    if settings["mu"] is None:
+        settings["mu"] = 1e-4 * settings["x_scale"]
+    settings["d"] = d
+    settings["step"] = float(spec.base_step * settings["x_scale"] * np.sqrt(q / (q + d)))
+    per_iteration = estimators.evaluations_per_iteration(settings["estimator"], q)
+    if settings["maxfev"] is None:
+        settings["maxfev"] = settings["maxiter"] * per_iteration
+    elif settings["maxfev"] < per_iteration:
+        raise ValueError(f"maxfev must allow at least one iteration "
+                         f"({per_iteration} evaluations with q={q} and the "
+                         f"{settings['estimator']} estimator), got {settings['maxfev']}")
+    return settings
+
+
 def _make_rng(seed) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return copy.deepcopy(seed)  # the user's generator is never advanced
@@ -103,7 +127,7 @@ class ZOOptimizer:
         if x0 is None:
             raise ValueError("x0 is required")
         requested, spec, reason = resolve_method(method, options)
-        allowed = {**SOLVER_OPTIONS, **requested.options, **spec.options}
+        allowed = {**SOLVER_OPTIONS, **method_options(requested)}
         unknown = sorted(set(options) - set(allowed))
         if unknown:
             raise TypeError(f"unknown option(s) for method {requested.name!r}: "
@@ -111,24 +135,9 @@ class ZOOptimizer:
         x = as_start_point(x0)
         self._box = standardize_bounds(bounds, x.size)
         x = clip_x0(x, self._box)
-        settings = parse_options(allowed, options)
+        settings = resolve_settings(spec, parse_options(allowed, options), x, self._box)
         self._seed = settings.pop("seed")
-        d, q = x.size, settings["q"]
-        if settings["x_scale"] is None:
-            settings["x_scale"] = default_x_scale(x, self._box)
-        if settings["mu"] is None:
-            settings["mu"] = 1e-4 * settings["x_scale"]
-        settings["d"] = d
-        settings["step"] = float(spec.base_step * settings["x_scale"] * np.sqrt(q / (q + d)))
-        per_iteration = estimators.evaluations_per_iteration(settings["estimator"], q)
-        if settings["maxfev"] is None:
-            settings["maxfev"] = settings["maxiter"] * per_iteration
-        elif settings["maxfev"] < per_iteration:
-            raise ValueError(f"maxfev must allow at least one iteration "
-                             f"({per_iteration} evaluations with q={q} and the "
-                             f"{settings['estimator']} estimator), got {settings['maxfev']}")
         self._spec = spec
-        self._requested = requested.name
         self._fallback = reason
         self._settings = settings
         self._rule = spec.make_rule(settings)

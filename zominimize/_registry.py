@@ -90,3 +90,11 @@ def get_method(name: str) -> MethodSpec:
                          f"{', '.join(method_names())} (zominimize) and "
                          f"{', '.join(SCIPY_METHODS)} (scipy).")
     return spec
+
+
+def method_options(spec: MethodSpec) -> dict[str, Option]:
+    """The method's own options and those of its fallback (which may run in its place)."""
+    options = dict(spec.options)
+    if spec.fallback:
+        options.update(get_method(spec.fallback).options)
+    return options
