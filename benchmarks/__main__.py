@@ -1,37 +1,93 @@
-"""Command line of the benchmark suite: ``python -m benchmarks [--quick | --full]``."""
+"""Command line of the benchmark suite: ``python -m benchmarks [--quick | --full]``.
+
+Runs the speed suite and the problem suites (the L2L paper's non-convex least
+squares, the black-box attack on a real MNIST LeNet5, COCO/BBOB), tunes each
+zominimize method's lr on separate instances, and writes raw records (JSON),
+markdown tables and PNG plots to ``--out``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
 
 from benchmarks import speed
+from benchmarks.runner import problem_for, run_all
+from benchmarks.solvers import all_solvers
+from benchmarks.suites import GRID, Suite, suites
+from benchmarks.tuning import best_lrs, tuning_runs
 
-SUITES = {"speed": speed.run}
+
+def plan_runs(suite: Suite, lrs: dict[str, dict]) -> list[dict]:
+    """Every (problem, solver, seed) of a suite, plus the tuned-lr variants."""
+    runs = []
+    solvers = [s for s in all_solvers().values() if s.name not in suite.exclude]
+    for spec in suite.test:
+        problem = problem_for(spec)
+        for solver in solvers:
+            if not solver.applies(problem):
+                continue
+            for seed in suite.seeds[:1] if solver.deterministic else suite.seeds:
+                base = {"problem": spec, "solver": solver.name, "seed": seed,
+                        "budget": suite.budget, "suite_key": suite.key}
+                runs.append({**base, "options": {}, "variant": "default"})
+                if solver.name in lrs:
+                    runs.append({**base, "options": {"lr": lrs[solver.name]["lr"]},
+                                 "variant": "tuned"})
+    return runs
+
+
+def run_suite(suite: Suite, quick: bool, workers: int) -> dict:
+    """Tune, then run, one suite; return its tuning summary and records."""
+    tunable = [s.name for s in all_solvers().values() if s.tunable and s.name not in suite.exclude]
+    tuning = run_all(tuning_runs(tunable, suite.tune, suite.budget, GRID[quick]), workers,
+                     f"{suite.key}: tuning lr")
+    lrs = best_lrs(tuning)
+    records = run_all(plan_runs(suite, lrs), workers, suite.key)
+    return {"tuned_lr": lrs, "records": records}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="the short run (default)")
+    size.add_argument("--quick", action="store_true", help="the short run (default, ~5 min)")
     size.add_argument("--full", action="store_true", help="the long run")
-    parser.add_argument("--only", choices=sorted(SUITES), action="append",
-                        help="run only these suites (repeatable)")
+    parser.add_argument("--only", action="append", metavar="KEY",
+                        help="run only suites whose key starts with KEY (speed, nclsq, "
+                             "attack, bbob; repeatable)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes for the runs (default: one per core)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"),
-                        help="folder for the JSON records")
+                        help="folder for the records, tables and plots")
     args = parser.parse_args(argv)
     quick = not args.full
-    records = {"quick": quick, "python": platform.python_version(),
-               "machine": platform.machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    for name in args.only or sorted(SUITES):
-        records[name] = SUITES[name](quick=quick)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{'quick' if quick else 'full'}.json"
-    path.write_text(json.dumps(records, indent=2))
-    print(f"\nrecords written to {path}")
+    mode = "quick" if quick else "full"
+    out = args.out / mode
+    out.mkdir(parents=True, exist_ok=True)
+    wanted = lambda key: not args.only or any(key.startswith(o) for o in args.only)  # noqa: E731
+    started = time.perf_counter()
+    results = {"mode": mode, "python": platform.python_version(), "machine": platform.machine(),
+               "cpus": os.cpu_count(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "command": f"python -m benchmarks --{mode}", "suites": {}}
+    if wanted("speed"):
+        results["speed"] = speed.run(quick=quick)
+    for suite in suites(quick):
+        if wanted(suite.key):
+            t = time.perf_counter()
+            results["suites"][suite.key] = run_suite(suite, quick, args.workers)
+            print(f"{suite.key}: {len(results['suites'][suite.key]['records'])} runs "
+                  f"in {time.perf_counter() - t:.0f} s", flush=True)
+    results["seconds"] = time.perf_counter() - started
+    (out / "records.json").write_text(json.dumps(results))
+    from benchmarks.report import write_report
+    report = write_report(results, out)
+    print(f"\n{report}\nrecords, tables and plots written to {out} "
+          f"({results['seconds']:.0f} s in all)")
     return 0
 
 

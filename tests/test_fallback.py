@@ -1,4 +1,4 @@
-"""result.method and result.fallback; l2l-zo falls back to zo-adamm without torch.
+"""result.method and result.fallback; l2l-zo falls back to zo-adamm when it cannot run.
 
 This module sees the FallbackWarning (conftest ignores it everywhere else).
 """
@@ -15,8 +15,21 @@ from conftest import D, SMALL, assert_same_run, run_zo
 from objectives import shifted_quadratic
 from zominimize import FallbackWarning
 
-needs_no_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is not None,
-                                    reason="checks the fallback taken when torch is missing")
+
+
+def test_reason_names_missing_torch(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(zominimize.learned.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "torch" else real(name, *a))
+    res, _ = fallback_warnings(lambda: run_zo("l2l-zo"))
+    assert res.method == "zo-adamm" and "torch" in res.fallback
+
+
+def test_reason_names_missing_weights(monkeypatch):
+    monkeypatch.setattr(zominimize.learned.importlib.util, "find_spec", lambda name, *a: object())
+    monkeypatch.setattr(zominimize.learned, "find_manifest", lambda: None)
+    res, _ = fallback_warnings(lambda: run_zo("l2l-zo"))
+    assert res.method == "zo-adamm" and "weights" in res.fallback
 
 
 def fallback_warnings(call):
@@ -35,19 +48,17 @@ def test_classic_methods_run_themselves_without_warning(method):
     assert fallbacks == []
 
 
-@needs_no_torch
 def test_l2l_zo_falls_back_to_zo_adamm():
     res, fallbacks = fallback_warnings(lambda: run_zo("l2l-zo"))
     assert res.method == "zo-adamm"
     assert isinstance(res.fallback, str) and res.fallback.strip()
-    assert "torch" in res.fallback
+    assert "torch" in res.fallback or "weights" in res.fallback
     assert len(fallbacks) == 1
     message = str(fallbacks[0].message)
     assert "l2l-zo" in message and "zo-adamm" in message
     assert issubclass(FallbackWarning, UserWarning)
 
 
-@needs_no_torch
 def test_fallback_warning_is_issued_once_per_call():
     for _ in range(3):
         _, fallbacks = fallback_warnings(lambda: run_zo("l2l-zo", maxiter=50))
@@ -60,13 +71,11 @@ def test_fallback_warning_is_issued_once_per_call():
     assert len(fallbacks) == 1
 
 
-@needs_no_torch
 def test_fallback_warning_can_be_caught_with_pytest_warns():
     with pytest.warns(FallbackWarning, match="cannot run"):
         run_zo("l2l-zo")
 
 
-@needs_no_torch
 @pytest.mark.parametrize("options", [{}, {"beta1": 0.5, "eps": 1e-6},
                                      {"estimator": "antithetic", "lr": 0.05}])
 def test_fallback_result_equals_zo_adamm(options):
@@ -76,7 +85,6 @@ def test_fallback_result_equals_zo_adamm(options):
     assert adamm.fallback is None
 
 
-@needs_no_torch
 @pytest.mark.parametrize("how", ["minimize", "scipy", "ZOOptimizer"])
 def test_fallback_warning_points_at_the_callers_line(how):
     calls = {
@@ -90,7 +98,6 @@ def test_fallback_warning_points_at_the_callers_line(how):
     assert [w.filename for w in fallbacks] == [__file__]
 
 
-@needs_no_torch
 def test_fallback_in_ask_tell():
     with pytest.warns(FallbackWarning):
         opt = zominimize.ZOOptimizer("l2l-zo", np.zeros(D), seed=0)
@@ -99,7 +106,6 @@ def test_fallback_in_ask_tell():
     assert opt.result().method == "zo-adamm"
 
 
-@needs_no_torch
 def test_disp_mentions_the_fallback(capsys):
     fallback_warnings(lambda: run_zo("l2l-zo", disp=True, maxiter=3))
     out = capsys.readouterr().out

