@@ -134,3 +134,22 @@ def test_quick_suites_cover_each_family():
     keys = [s.key for s in suites(quick=True)]
     assert any(k.startswith("nclsq") for k in keys)
     assert "attack" in keys and any(k.startswith("bbob") for k in keys)
+
+
+def test_a_tiny_suite_runs_end_to_end_into_a_report(tmp_path):
+    pytest.importorskip("matplotlib")
+    from benchmarks.__main__ import run_suite
+    from benchmarks.report import write_report
+    from benchmarks.suites import nclsq, SLOW_PEERS
+    suite = nclsq(6, instances=1, seeds=1, iterations=5, tune=1,
+                  exclude=SLOW_PEERS | {"cma-es"})
+    result = run_suite(suite, quick=True, workers=1)
+    records = result["records"]
+    solvers = {(r["solver"], r["variant"]) for r in records}
+    assert ("zo-adamm", "default") in solvers and ("zo-adamm", "tuned") in solvers
+    assert ("nelder-mead", "default") in solvers
+    assert all(r["nfev"] <= suite.budget and r["error"] is None for r in records)
+    assert set(result["tuned_lr"]) == {"zo-sgd", "zo-signsgd", "zo-adamm"}  # l2l-zo falls back
+    text = write_report({"mode": "quick", "suites": {suite.key: result}}, tmp_path)
+    assert "nclsq d=6" in text and (tmp_path / "report.md").read_text() == text
+    assert (tmp_path / "nclsq-d6.png").stat().st_size > 0
