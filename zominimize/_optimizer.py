@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._warn import warn
-from . import estimators
+from . import estimators, samplers
 from ._bounds import Box, clip_x0, standardize_bounds
 from ._options import SOLVER_OPTIONS, parse_options
 from ._registry import MethodSpec, get_method, method_options
@@ -138,9 +138,11 @@ class ZOOptimizer:
         settings = resolve_settings(spec, parse_options(allowed, options), x, self._box)
         self._seed = settings.pop("seed")
         self._spec = spec
-        self._fallback = reason
         self._settings = settings
+        self._fallback = reason
+        self._fallback_at = None if reason is None else 0
         self._rule = spec.make_rule(settings)
+        self._sampler = spec.make_sampler(settings) if spec.make_sampler else samplers.standard()
         self._x0 = x
         self._reset(x)
 
@@ -149,6 +151,9 @@ class ZOOptimizer:
     def _reset(self, x: np.ndarray) -> None:
         self._x = x.copy()
         self._rule_state = self._rule.init(x.size)
+        self._sampler_state = self._sampler.init(x.size)
+        self._f_start = np.nan
+        self._since_improvement = 0
         self._rng = _make_rng(self._seed)
         self._nit = 0
         self._nfev = 0
@@ -172,6 +177,11 @@ class ZOOptimizer:
     def fallback(self) -> str | None:
         """Why the requested method was replaced by its fallback, or None."""
         return self._fallback
+
+    @property
+    def fallback_at(self) -> int | None:
+        """Iteration from which the fallback ran (0: from the start), or None."""
+        return self._fallback_at
 
     @property
     def status(self) -> Status | None:
@@ -228,9 +238,10 @@ class ZOOptimizer:
             self._rng_state_at_ask = copy.deepcopy(self._rng.bit_generator.state)
             q = estimators.directions_for_budget(s["estimator"], s["q"],
                                                  s["maxfev"] - self._nfev)
+            scales = self._sampler.scales(self._sampler_state, self._rng)
             self._pending = self._workspace = estimators.query_points(
                 self._rng, self._x, q, s["mu"], s["directions"], s["estimator"], self._box,
-                out=self._workspace)
+                out=self._workspace, scales=scales)
         return self._pending
 
     def tell(self, points, values) -> None:
@@ -282,17 +293,21 @@ class ZOOptimizer:
         return arr.reshape(k)
 
     def _update_best(self, points, values, finite) -> None:
+        self._since_improvement += 1
         if not finite.any():
             return
         i = int(np.argmin(np.where(finite, values, np.inf)))
         if values[i] < self._f_best:
             self._f_best = float(values[i])
             self._x_best = points[i].copy()
+            self._since_improvement = 0
 
     def _step(self, points, values) -> Status | None:
         """Estimate, update and project; return NONFINITE if no usable point is left."""
         s = self._settings
         self._f_iterate = estimators.value_at_iterate(values, s["estimator"])
+        if np.isnan(self._f_start):
+            self._f_start = self._f_iterate
         if not np.isfinite(self._f_iterate):
             # The iterate itself is unusable: go back to the best point, half the step.
             if self._x_best is None:
@@ -302,11 +317,45 @@ class ZOOptimizer:
             return None
         g, _ = estimators.estimate_gradient(self._x, points, values, s["mu"], s["estimator"])
         step, self._rule_state = self._rule.update(g, self._rule_state)
+        self._sampler_state = self._sampler.observe(self._sampler_state, g, step)
         if self._step_scale != 1.0:
             step *= self._step_scale
         step += self._x
         self._x = self._box.project(step)
+        if self._spec.guarded and self._fallback_at is None and s["guard"]:
+            reason = self._guard_reason()
+            if reason is not None:
+                self._fallback = f"guard: {reason} at iteration {self._nit}"
+                self._fallback_at = self._nit
+                self._use_fallback_components()
+                self._x = self._x_best.copy()
+                self._step_scale = 1.0
         return None
+
+    def _guard_reason(self) -> str | None:
+        """Why a guarded run should hand over to its fallback now, or None.
+
+        Diverged: the value at the iterate exceeds the starting value f0 by more
+        than max(2 (f0 - f_best), |f0| / 2). Stalled: the best value has not
+        improved for ``guard_patience`` iterations.
+        """
+        f0, f, best = self._f_start, self._f_iterate, self._f_best
+        if np.isfinite(f0) and f - f0 > max(2 * (f0 - best), 0.5 * abs(f0)):
+            return f"diverged (f = {f:.6g} at the iterate, {f0:.6g} at the start)"
+        if self._since_improvement >= self._settings["guard_patience"]:
+            return f"stalled (no improvement in {self._since_improvement} iterations)"
+        return None
+
+    def _use_fallback_components(self) -> None:
+        """Swap in the fallback's update rule (fresh state) and the standard sampler."""
+        fallback = get_method(self._spec.fallback)
+        d, q = self._x.size, self._settings["q"]
+        settings = dict(self._settings, step=float(
+            fallback.base_step * self._settings["x_scale"] * np.sqrt(q / (q + d))))
+        self._rule = fallback.make_rule(settings)
+        self._rule_state = self._rule.init(d)
+        self._sampler = samplers.standard()
+        self._sampler_state = self._sampler.init(d)
 
     def _stop_status(self) -> Status | None:
         s = self._settings
@@ -334,7 +383,8 @@ class ZOOptimizer:
         return build_result(
             x=self._x_best if found else self._x0, fun=self._f_best if found else np.nan,
             x_last=self._x, nfev=self._nfev, nit=self._nit, status=status,
-            method=self.method, fallback=self._fallback, nfev_nonfinite=self._nfev_nonfinite)
+            method=self.method, fallback=self._fallback, fallback_at=self._fallback_at,
+            nfev_nonfinite=self._nfev_nonfinite)
 
     def state_dict(self) -> dict:
         """Everything needed to resume the run exactly, as plain data (picklable).
@@ -347,7 +397,12 @@ class ZOOptimizer:
             "method": self.method,
             "settings": self._settings,
             "x": self._x,
-            "rule_state": self._rule_state._asdict(),
+            "rule_state": self._rule.export_state(self._rule_state),
+            "sampler_state": self._sampler.export(self._sampler_state),
+            "fallback": self._fallback,
+            "fallback_at": self._fallback_at,
+            "f_start": self._f_start,
+            "since_improvement": self._since_improvement,
             "rng": {"bit_generator": type(self._rng.bit_generator).__name__,
                     "state": rng_state},
             "nit": self._nit,
@@ -387,7 +442,13 @@ class ZOOptimizer:
         bit_generator.state = state["rng"]["state"]
         self._rng = np.random.Generator(bit_generator)
         self._x = np.asarray(state["x"], dtype=float)
-        self._rule_state = self._rule.state_type(**state["rule_state"])
+        if state["fallback_at"] and not self._fallback_at:
+            self._use_fallback_components()  # a guard had switched before the checkpoint
+        self._fallback, self._fallback_at = state["fallback"], state["fallback_at"]
+        self._rule_state = self._rule.restore_state(state["rule_state"])
+        self._sampler_state = self._sampler.restore(state["sampler_state"])
+        self._f_start = state["f_start"]
+        self._since_improvement = state["since_improvement"]
         self._nit = state["nit"]
         self._nfev = state["nfev"]
         self._nfev_nonfinite = state["nfev_nonfinite"]

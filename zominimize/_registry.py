@@ -8,6 +8,7 @@ from typing import Callable
 
 from ._options import Option
 from .rules import Rule
+from .samplers import Sampler
 
 # scipy.optimize.minimize's own method names, passed straight through to scipy.
 SCIPY_METHODS = (
@@ -40,6 +41,12 @@ class MethodSpec:
         Method that runs instead when ``unavailable()`` gives a reason.
     unavailable : callable or None
         ``unavailable(options) -> str | None``: why the method cannot run now.
+    make_sampler : callable or None
+        ``make_sampler(settings) -> Sampler`` for a method that chooses its query
+        distribution; None for the standard one.
+    guarded : bool
+        Watch the run and switch to ``fallback`` from the best point when it
+        diverges or stalls (see ZOOptimizer).
     """
 
     name: str
@@ -50,6 +57,8 @@ class MethodSpec:
     options: dict[str, Option] = field(default_factory=dict)
     fallback: str | None = None
     unavailable: Callable[[dict], str | None] | None = None
+    make_sampler: Callable[[dict], Sampler] | None = None
+    guarded: bool = False
 
 
 _REGISTRY: dict[str, MethodSpec] = {}

@@ -42,12 +42,15 @@ SUCCESS = frozenset({Status.FTOL, Status.F_TARGET})
 
 
 def build_result(*, x, fun, x_last, nfev, nit, status: Status, method: str,
-                 fallback: str | None, nfev_nonfinite: int) -> OptimizeResult:
+                 fallback: str | None, fallback_at: int | None,
+                 nfev_nonfinite: int) -> OptimizeResult:
     """Assemble the OptimizeResult every ZO method returns.
 
     Fields: ``x`` (best point evaluated), ``fun``, ``nfev``, ``nit``, ``status``,
     ``success``, ``message``, ``x_last`` (the current iterate), ``method`` (the
-    method that ran), ``fallback`` (why another method ran instead, or None) and
+    method that ran), ``fallback`` (why another method ran instead, or None),
+    ``fallback_at`` (the iteration from which it ran: 0 when the requested method
+    could not start, later when a guard switched; None without fallback) and
     ``nfev_nonfinite`` (evaluations that returned NaN or infinity).
     """
     fun = float(fun)
@@ -58,5 +61,5 @@ def build_result(*, x, fun, x_last, nfev, nit, status: Status, method: str,
         x=np.array(x, dtype=float), fun=fun, nfev=int(nfev), nit=int(nit),
         status=int(status), success=bool(status in SUCCESS and np.isfinite(fun)),
         message=message, x_last=np.array(x_last, dtype=float), method=method,
-        fallback=fallback, nfev_nonfinite=int(nfev_nonfinite),
+        fallback=fallback, fallback_at=fallback_at, nfev_nonfinite=int(nfev_nonfinite),
     )

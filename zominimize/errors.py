@@ -11,6 +11,7 @@ __all__ = [
     "ObjectiveValueError",
     "NonFiniteValueError",
     "OptimizerStateError",
+    "WeightsError",
     "FallbackWarning",
     "OptimizeWarning",
 ]
@@ -34,3 +35,7 @@ class OptimizerStateError(ZOMinimizeError, RuntimeError):
 
 class FallbackWarning(UserWarning):
     """The requested method could not run, so its fallback method ran instead."""
+
+
+class WeightsError(ZOMinimizeError, RuntimeError):
+    """Learned-optimizer weights that are missing, corrupt or do not fit the networks."""

@@ -50,20 +50,24 @@ def draw_directions(rng: np.random.Generator, kind: str, out: np.ndarray) -> np.
 
 def query_points(rng: np.random.Generator, x: np.ndarray, q: int, mu: float,
                  directions: str, estimator: str, box: Box,
-                 out: np.ndarray | None = None) -> np.ndarray:
+                 out: np.ndarray | None = None,
+                 scales: np.ndarray | None = None) -> np.ndarray:
     """Draw q directions and return the points of one iteration.
 
     forward: row 0 is x, rows 1..q are P(x + mu u_i), shape (q + 1, d).
     antithetic: rows 0..q-1 are P(x + mu u_i), rows q..2q-1 are P(x - mu u_i).
     The directions are drawn straight into the returned array (no extra copy),
     which is ``out`` when that has the right shape (a workspace reused across
-    iterations), else a new array.
+    iterations), else a new array. ``scales`` (length d) multiplies each
+    coordinate of the directions (a sampler's standard deviations).
     """
     d = x.shape[0]
     shape = (evaluations_per_iteration(estimator, q), d)
     points = out if out is not None and out.shape == shape else np.empty(shape)
     if estimator == "forward":
         perturbed = draw_directions(rng, directions, points[1:])
+        if scales is not None:
+            perturbed *= scales
         perturbed *= mu
         perturbed += x
         points[0] = x
@@ -71,6 +75,8 @@ def query_points(rng: np.random.Generator, x: np.ndarray, q: int, mu: float,
         return points
     plus, minus = points[:q], points[q:]
     draw_directions(rng, directions, plus)
+    if scales is not None:
+        plus *= scales
     np.multiply(plus, -mu, out=minus)
     minus += x
     plus *= mu

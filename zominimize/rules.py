@@ -14,11 +14,24 @@ import numpy as np
 
 
 class Rule(NamedTuple):
-    """An update rule: ``init(d) -> state`` and ``update(g, state) -> (step, state)``."""
+    """An update rule: ``init(d) -> state`` and ``update(g, state) -> (step, state)``.
+
+    ``export(state) -> dict`` and ``restore(dict) -> state`` turn a state into plain
+    data and back (numpy arrays, numbers); by default the state is a NamedTuple of
+    such data already.
+    """
 
     init: Callable[[int], Any]
     update: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
     state_type: type
+    export: Callable[[Any], dict] | None = None
+    restore: Callable[[dict], Any] | None = None
+
+    def export_state(self, state) -> dict:
+        return self.export(state) if self.export else dict(state._asdict())
+
+    def restore_state(self, data: dict):
+        return self.restore(data) if self.restore else self.state_type(**data)
 
 
 def _rms(v: np.ndarray) -> float:

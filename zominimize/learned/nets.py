@@ -1,0 +1,119 @@
+"""The learned optimizer's networks and the features they read (torch).
+
+Both networks are coordinate-wise LSTMs (Andrychowicz et al., 2016; Ruan et al.,
+ICLR 2020): one LSTM cell, shared by every coordinate, runs on a batch of size d
+with a state (h, c) per coordinate, so one weight set serves any dimension.
+
+UpdateRNN reads, per coordinate, the ZO estimate g and its momentum normalised by
+their running RMS (the RNNprop / Adam features)::
+
+    m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2
+    inputs = [g / sqrt(v^), m^ / sqrt(v^)]      (^: bias-corrected)
+
+which do not change when f or x is rescaled, and outputs the step in units of the
+run's step size: x <- x + lr * out. (The paper's net reads the raw g and outputs
+an absolute step, which ties the weights to one problem scale; ``features="raw"``
+keeps that design for the ablation.)
+
+QueryRNN reads the previous normalised estimate and the previous step (in units of
+lr) and outputs o; the query directions are u = eps * |s| with eps ~ N(0, I) and
+s = 1 + o rescaled to ||s|| = sqrt(d) (the covariance diag(s^2) has trace d).
+
+These functions are used as they are by inference (``rule.py``) and by meta-training
+(``zominimize.train``), so one inference step equals one step of the training unroll.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+HIDDEN = 10
+HEAD_SCALE = 0.1
+FEATURE_SETS = ("rms", "raw")
+#: Decays of the running moments the "rms" features are normalised by.
+BETA1, BETA2 = 0.9, 0.999
+#: Floor of the normalising RMS, relative to the largest RMS of the step (float64).
+RELATIVE_FLOOR = 1e-12
+
+
+class CoordinateLSTM(nn.Module):
+    """One LSTM cell shared by all coordinates, with a linear head to one output.
+
+    As in the paper: no biases, hidden size 10, head weights scaled by 0.1 at
+    initialisation so that the first outputs are small.
+    """
+
+    def __init__(self, n_inputs: int, hidden: int = HIDDEN):
+        super().__init__()
+        self.cell = nn.LSTMCell(n_inputs, hidden, bias=False)
+        self.head = nn.Linear(hidden, 1, bias=False)
+        with torch.no_grad():
+            self.head.weight.mul_(HEAD_SCALE)
+
+    @property
+    def hidden(self) -> int:
+        return self.cell.hidden_size
+
+    def initial_state(self, d: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero (h, c) for d coordinates."""
+        zeros = torch.zeros(d, self.hidden, device=device)
+        return zeros, zeros.clone()
+
+    def forward(self, inputs: torch.Tensor, state):
+        """inputs (d, n_inputs) float32 -> (output (d,), new (h, c))."""
+        h, c = self.cell(inputs, state)
+        return self.head(h).squeeze(-1), (h, c)
+
+
+class Moments(NamedTuple):
+    """Running first and second moments of g (float64, one per coordinate)."""
+
+    count: int
+    m: torch.Tensor
+    v: torch.Tensor
+
+
+def initial_moments(d: int, device=None) -> Moments:
+    zeros = torch.zeros(d, dtype=torch.float64, device=device)
+    return Moments(0, zeros, zeros.clone())
+
+
+def normalised(g: torch.Tensor, moments: Moments) -> tuple[torch.Tensor, torch.Tensor, Moments]:
+    """Update the moments with g; return (g / rms, m^ / rms, new moments), float64."""
+    count = moments.count + 1
+    m = BETA1 * moments.m + (1 - BETA1) * g
+    v = BETA2 * moments.v + (1 - BETA2) * g * g
+    rms = torch.sqrt(v / (1 - BETA2 ** count))
+    rms = rms + RELATIVE_FLOOR * rms.max().clamp_min(torch.finfo(torch.float64).tiny)
+    return g / rms, (m / (1 - BETA1 ** count)) / rms, Moments(count, m, v)
+
+
+def update_inputs(g: torch.Tensor, moments: Moments, features: str):
+    """UpdateRNN inputs (d, 2) float32 and the new moments, from the estimate g (float64)."""
+    g_n, m_n, moments = normalised(g, moments)
+    if features == "raw":
+        inputs = torch.stack([g, torch.zeros_like(g)], dim=1)
+    else:
+        inputs = torch.stack([g_n, m_n], dim=1)
+    return inputs.float(), moments
+
+
+def query_inputs(g_normalised: torch.Tensor, step_in_lr: torch.Tensor) -> torch.Tensor:
+    """QueryRNN inputs (d, 2) float32 from the last normalised estimate and step."""
+    return torch.stack([g_normalised, step_in_lr], dim=1).float()
+
+
+def query_scales(output: torch.Tensor) -> torch.Tensor:
+    """Per-coordinate standard deviations s = |1 + o| rescaled to ||s||_2 = sqrt(d)."""
+    s = (1 + output.double()).abs()
+    return s * (s.numel() ** 0.5 / s.norm().clamp_min(1e-12))
+
+
+def make_nets(features: str = "rms") -> tuple[CoordinateLSTM, CoordinateLSTM]:
+    """A fresh (UpdateRNN, QueryRNN) pair; both take 2 inputs per coordinate."""
+    if features not in FEATURE_SETS:
+        raise ValueError(f"features must be one of {FEATURE_SETS}, got {features!r}")
+    return CoordinateLSTM(2), CoordinateLSTM(2)
