@@ -334,7 +334,7 @@ def test_same_int_seed_same_run_other_seed_other_run(method):
     c = zominimize.minimize(shifted_quadratic, np.zeros(D), method=method,
                             options={"seed": 4, "maxiter": 20})
     assert_same_run(a, b)
-    assert not np.array_equal(a.x_last, c.x_last)
+    assert not np.array_equal(a.x, c.x)  # the best point is a random query: it differs
 
 
 def test_no_seed_runs_differ(method):
@@ -342,4 +342,4 @@ def test_no_seed_runs_differ(method):
                             options={"maxiter": 5})
     b = zominimize.minimize(shifted_quadratic, np.zeros(D), method=method,
                             options={"maxiter": 5})
-    assert not np.array_equal(a.x_last, b.x_last)
+    assert not np.array_equal(a.x, b.x)  # sign steps may coincide; the queries do not

@@ -27,7 +27,10 @@ def test_reason_names_missing_torch(monkeypatch):
 
 def test_reason_names_missing_weights(monkeypatch):
     monkeypatch.setattr(zominimize.learned.importlib.util, "find_spec", lambda name, *a: object())
-    monkeypatch.setattr(zominimize.learned, "find_manifest", lambda: None)
+
+    def no_weights(location, name):
+        raise zominimize.WeightsError("no pretrained weights found (no manifest.json in ...)")
+    monkeypatch.setattr(zominimize.learned.weights, "load", no_weights)
     res, _ = fallback_warnings(lambda: run_zo("l2l-zo"))
     assert res.method == "zo-adamm" and "weights" in res.fallback
 

@@ -11,14 +11,16 @@ from ._optimizer import ZOOptimizer
 from ._registry import method_names
 from ._result import Status
 from .errors import (FallbackWarning, NonFiniteValueError, ObjectiveValueError,
-                     OptimizerStateError, OptimizeWarning, ZOMinimizeError)
-from .methods import l2l_zo, zo_adamm, zo_sgd, zo_signsgd
+                     OptimizerStateError, OptimizeWarning, WeightsError, ZOMinimizeError)
+from .methods import (l2l_zo, l2l_zo_paper, l2l_zo_query, l2l_zo_update, zo_adamm, zo_sgd,
+                      zo_signsgd)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "minimize", "show_options", "ZOOptimizer", "method_names", "Status",
-    "zo_sgd", "zo_signsgd", "zo_adamm", "l2l_zo",
+    "zo_sgd", "zo_signsgd", "zo_adamm", "l2l_zo", "l2l_zo_update", "l2l_zo_query",
+    "l2l_zo_paper",
     "ZOMinimizeError", "ObjectiveValueError", "NonFiniteValueError",
-    "OptimizerStateError", "FallbackWarning", "OptimizeWarning",
+    "OptimizerStateError", "WeightsError", "FallbackWarning", "OptimizeWarning",
 ]

@@ -83,6 +83,12 @@ def unit_interval_open(name: str, value: Any) -> float:
     return float(value)
 
 
+def unit_interval_closed(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be in [0, 1], got {shown(value)}")
+    return float(value)
+
+
 def flag(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_, int)) or value not in (0, 1):
         raise ValueError(f"{name} must be True or False, got {shown(value)}")

@@ -9,12 +9,14 @@ run the same code and give the same result for the same seed::
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 from ._driver import solve
-from ._options import DRIVER_OPTIONS, SOLVER_OPTIONS, Option, positive_float, unit_interval_open
+from ._options import (DRIVER_OPTIONS, SOLVER_OPTIONS, Option, flag, one_of, positive_float,
+                       positive_int, unit_interval_closed, unit_interval_open)
 from ._registry import MethodSpec, get_method, register
-from .learned import unavailable_reason
+from .learned import availability, query_sampler, update_rule
 from .rules import adamm, sgd, sign_sgd
 
 STEP_DOC = ("Default lr: base_step * x_scale * sqrt(q / (q + d)) per coordinate, "
@@ -59,18 +61,69 @@ ZO_ADAMM = register(MethodSpec(
     options=ADAMM_OPTIONS,
 ))
 
-L2L_ZO = register(MethodSpec(
-    name="l2l-zo",
-    summary="Learned ZO optimizer (UpdateRNN + QueryRNN, Ruan et al., ICLR 2020).",
-    doc="A coordinate-wise LSTM proposes each step from the ZO estimate and another "
-        "learns the query distribution (Ruan, Xiong, Reddi, Kumar & Hsieh, 'Learning "
-        "to Learn by Zeroth-Order Oracle', ICLR 2020). When it cannot run (torch "
-        "missing, no pretrained weights) it warns once (FallbackWarning) and runs "
-        "zo-adamm with the same options; result.method and result.fallback say so.",
-    make_rule=None,
-    fallback="zo-adamm",
-    unavailable=unavailable_reason,
-))
+def _path_or_none(name, value):
+    if not isinstance(value, (str, os.PathLike)):
+        raise ValueError(f"{name} must be a path to a weights folder or manifest, got {value!r}")
+    return os.fspath(value)
+
+
+LEARNED_OPTIONS = {o.name: o for o in [
+    Option("weights", None, _path_or_none,
+           "Weights to load: a folder (or its manifest.json) written by "
+           "`python -m zominimize.train`. None: the weights shipped in zominimize/pretrained."),
+    Option("device", "auto", one_of("auto", "cpu", "cuda"),
+           "Where the networks run: 'auto' is CUDA when torch sees a GPU, else the CPU. "
+           "x and the estimate stay float64 on the CPU; the networks run in float32."),
+    Option("query_ratio", 0.5, unit_interval_closed,
+           "Probability that an iteration queries along the QueryRNN's distribution "
+           "rather than N(0, I) (the paper's hedge against a bad sampler: 0.5)."),
+    Option("guard", True, flag,
+           "Switch to the fallback method from the best point when the run diverges "
+           "(the value at the iterate exceeds the start f0 by more than "
+           "max(2 (f0 - f_best), |f0| / 2)) or stalls (no improvement in guard_patience "
+           "iterations); result.fallback and result.fallback_at say why and when."),
+    Option("guard_patience", 100, positive_int, "Iterations without improvement that count as a stall."),
+    Option("fallback", None, flag,
+           "When the learned method cannot start (torch missing, weights missing, corrupt "
+           "or of another architecture): True warns (FallbackWarning) and runs the fallback, "
+           "False raises. None: True with the shipped weights, False with weights= given."),
+]}
+
+
+def _learned(name: str, summary: str, doc: str, weight_set: str, update: bool,
+             query: bool) -> MethodSpec:
+    return register(MethodSpec(
+        name=name, summary=summary, doc=doc + " " + STEP_DOC,
+        make_rule=update_rule(weight_set) if update else ZO_ADAMM.make_rule,
+        make_sampler=query_sampler(weight_set) if query else None,
+        base_step=0.1, options=LEARNED_OPTIONS, fallback="zo-adamm",
+        unavailable=availability(weight_set), guarded=True))
+
+
+L2L_DOC = ("Coordinate-wise LSTMs (Ruan, Xiong, Reddi, Kumar & Hsieh, 'Learning to Learn by "
+           "Zeroth-Order Oracle', ICLR 2020) trained by zominimize on synthetic task "
+           "families (python -m zominimize.train). UpdateRNN: x <- P(x + lr * UpdateRNN("
+           "g / rms(g), m / rms(g))), the estimate and its momentum normalised by their "
+           "running RMS so the same weights serve any scale of f and x. QueryRNN: "
+           "u = eps * s, eps ~ N(0, I), s from the last estimate and step, ||s|| = sqrt(d), "
+           "used with probability query_ratio. When it cannot run it warns "
+           "(FallbackWarning) and runs zo-adamm with the same options; a guard hands over "
+           "to zo-adamm from the best point if the run diverges or stalls.")
+
+L2L_ZO = _learned("l2l-zo", "Learned ZO optimizer: UpdateRNN steps, QueryRNN queries.",
+                  L2L_DOC, "l2l-zo", update=True, query=True)
+L2L_ZO_UPDATE = _learned(
+    "l2l-zo-update", "Ablation of l2l-zo: UpdateRNN steps, standard Gaussian queries.",
+    "The UpdateRNN of l2l-zo alone; queries are N(0, I).", "l2l-zo", update=True, query=False)
+L2L_ZO_QUERY = _learned(
+    "l2l-zo-query", "Ablation of l2l-zo: QueryRNN queries, ZO-AdaMM steps.",
+    "The QueryRNN of l2l-zo alone; steps are zo-adamm's (beta1=0.9, beta2=0.999).",
+    "l2l-zo", update=False, query=True)
+L2L_ZO_PAPER = _learned(
+    "l2l-zo-paper", "Ablation of l2l-zo's features: the paper's raw inputs and absolute steps.",
+    "Both nets, trained like l2l-zo but reading the raw estimate and returning an absolute "
+    "step, as in the paper (weight set 'l2l-zo-paper').", "l2l-zo-paper", update=True,
+    query=True)
 
 
 def _public_callable(spec: MethodSpec) -> Callable:
@@ -118,3 +171,6 @@ zo_sgd = _public_callable(ZO_SGD)
 zo_signsgd = _public_callable(ZO_SIGNSGD)
 zo_adamm = _public_callable(ZO_ADAMM)
 l2l_zo = _public_callable(L2L_ZO)
+l2l_zo_update = _public_callable(L2L_ZO_UPDATE)
+l2l_zo_query = _public_callable(L2L_ZO_QUERY)
+l2l_zo_paper = _public_callable(L2L_ZO_PAPER)

@@ -1,37 +1,89 @@
-"""The learned ZO optimizer (UpdateRNN + QueryRNN): availability checks.
+"""The learned ZO optimizer (Ruan et al., ICLR 2020): UpdateRNN and QueryRNN.
 
-``l2l-zo`` runs only when torch is installed and pretrained weights are found;
-otherwise it falls back to ``zo-adamm`` with a FallbackWarning and the reason in
-``result.fallback``.
+``nets`` holds the networks and their features (shared with meta-training),
+``weights`` the safe loading of the shipped or user-trained weights, ``rule`` the
+adapters that make the networks an update rule and a query sampler. This module
+says whether a learned method can run here and builds its parts; torch is
+imported only when a learned method actually runs.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
-from pathlib import Path
 
-MANIFEST = "manifest.json"
-
-
-def pretrained_dirs() -> list[Path]:
-    """Where shipped weights may live: inside the installed package, then the source tree."""
-    package = Path(__file__).resolve().parents[1]
-    return [package / "pretrained", package.parent / "pretrained"]
+from ..errors import WeightsError
+from . import weights
 
 
-def find_manifest() -> Path | None:
-    """The first ``pretrained/manifest.json`` found, or None."""
-    for folder in pretrained_dirs():
-        if (folder / MANIFEST).is_file():
-            return folder / MANIFEST
-    return None
+def fallback_allowed(options: dict) -> bool:
+    """Whether a failure to load falls back (default) or raises (default with weights=)."""
+    choice = options.get("fallback")
+    return options.get("weights") is None if choice is None else bool(choice)
 
 
-def unavailable_reason(options: dict) -> str | None:
-    """Why the learned optimizer cannot run here, or None when it can."""
-    if importlib.util.find_spec("torch") is None:
-        return "torch is not installed; pip install 'zominimize[learned]'"
-    if find_manifest() is None:
-        looked = ", ".join(str(p) for p in pretrained_dirs())
-        return f"no pretrained weights found (no {MANIFEST} in {looked})"
-    return "this version of zominimize has no learned update rule to load the weights into"
+def availability(weight_set: str):
+    """``unavailable(options)`` for the learned methods that use ``weight_set``.
+
+    Returns why the method cannot run (torch missing, weights missing, corrupt or
+    of another architecture) when falling back is allowed, and raises otherwise
+    (ImportError, WeightsError).
+    """
+
+    def unavailable(options: dict) -> str | None:
+        if importlib.util.find_spec("torch") is None:
+            reason = "torch is not installed; pip install 'zominimize[learned]'"
+            if not fallback_allowed(options):
+                raise ImportError(reason)
+            return reason
+        try:
+            location = options.get("weights")
+            weights.load(None if location is None else str(location), weight_set)
+        except WeightsError as exc:
+            if not fallback_allowed(options):
+                raise
+            return str(exc)
+        return None
+
+    return unavailable
+
+
+@functools.lru_cache(maxsize=8)
+def nets_for(location: str | None, weight_set: str, device: str):
+    """(manifest entry, UpdateRNN, QueryRNN, torch device) for a run, built once."""
+    from .rule import resolve_device
+    entry, tensors = weights.load(location, weight_set)
+    torch_device = resolve_device(device)
+    update, query = weights.build_nets(entry, tensors, torch_device)
+    return entry, update, query, torch_device
+
+
+def parts(settings: dict, weight_set: str):
+    """(entry, update net, query net, device, lr) for a run with these settings."""
+    location = settings["weights"]
+    entry, update, query, device = nets_for(None if location is None else str(location),
+                                            weight_set, settings["device"])
+    lr = settings["lr"] if settings["lr"] is not None else settings["step"]
+    return entry, update, query, device, lr
+
+
+def update_rule(weight_set: str):
+    """``make_rule(settings)`` for a method that steps with the UpdateRNN."""
+
+    def make_rule(settings: dict):
+        from .rule import learned_rule
+        entry, update, _, device, lr = parts(settings, weight_set)
+        return learned_rule(update, lr, entry.get("features", "rms"), device)
+
+    return make_rule
+
+
+def query_sampler(weight_set: str):
+    """``make_sampler(settings)`` for a method that queries with the QueryRNN."""
+
+    def make_sampler(settings: dict):
+        from .rule import learned_sampler
+        _, _, query, device, lr = parts(settings, weight_set)
+        return learned_sampler(query, lr, settings["query_ratio"], device)
+
+    return make_sampler

@@ -1,0 +1,131 @@
+"""The learned networks as an update rule and a query sampler for ZOOptimizer.
+
+Each keeps its LSTM state (and the running moments its features need) as torch
+tensors on the run's device; x and the estimate stay float64 numpy arrays, the
+networks run in float32. ``export``/``restore`` turn the states into numpy arrays
+for ``state_dict()`` and back, so a checkpoint taken on a GPU resumes on a CPU.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from ..rules import Rule
+from ..samplers import Sampler
+from .nets import (CoordinateLSTM, Moments, initial_moments, normalised, query_inputs,
+                   query_scales, update_inputs)
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> CUDA when torch sees a GPU, else CPU; 'cpu' and 'cuda' force it."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy().copy()
+
+
+def _moments_data(m: Moments) -> dict:
+    return {"count": m.count, "m": _numpy(m.m), "v": _numpy(m.v)}
+
+
+def _moments(data: dict, device) -> Moments:
+    return Moments(int(data["count"]), torch.as_tensor(data["m"], device=device),
+                   torch.as_tensor(data["v"], device=device))
+
+
+class UpdateState(NamedTuple):
+    h: torch.Tensor
+    c: torch.Tensor
+    moments: Moments
+
+
+def update_step(net: CoordinateLSTM, g: torch.Tensor, state: UpdateState, lr: float,
+                features: str) -> tuple[torch.Tensor, UpdateState]:
+    """One UpdateRNN step: the step (float64, d) for the estimate g, and the new state.
+
+    'rms' features: step = lr * output; 'raw' (the paper's): step = output.
+    """
+    inputs, moments = update_inputs(g, state.moments, features)
+    out, (h, c) = net(inputs, (state.h, state.c))
+    step = out.double() * (lr if features == "rms" else 1.0)
+    return step, UpdateState(h, c, moments)
+
+
+def learned_rule(net: CoordinateLSTM, lr: float, features: str, device) -> Rule:
+    """The UpdateRNN as a Rule."""
+
+    def init(d: int) -> UpdateState:
+        return UpdateState(*net.initial_state(d, device), initial_moments(d, device))
+
+    @torch.no_grad()
+    def update(g: np.ndarray, state: UpdateState):
+        step, state = update_step(net, torch.as_tensor(g, device=device), state, lr, features)
+        return step.cpu().numpy(), state
+
+    def export(state: UpdateState) -> dict:
+        return {"h": _numpy(state.h), "c": _numpy(state.c),
+                "moments": _moments_data(state.moments)}
+
+    def restore(data: dict) -> UpdateState:
+        return UpdateState(torch.as_tensor(data["h"], device=device),
+                           torch.as_tensor(data["c"], device=device),
+                           _moments(data["moments"], device))
+
+    return Rule(init, update, UpdateState, export, restore)
+
+
+class QueryState(NamedTuple):
+    h: torch.Tensor
+    c: torch.Tensor
+    moments: Moments
+    scales: torch.Tensor  # the standard deviations for the next iteration (float64)
+
+
+def query_step(net: CoordinateLSTM, g: torch.Tensor, step: torch.Tensor, state: QueryState,
+               lr: float) -> QueryState:
+    """One QueryRNN step after an iteration: the scales of the next one."""
+    g_n, _, moments = normalised(g, state.moments)
+    out, (h, c) = net(query_inputs(g_n, step / lr), (state.h, state.c))
+    return QueryState(h, c, moments, query_scales(out))
+
+
+def learned_sampler(net: CoordinateLSTM, lr: float, ratio: float, device) -> Sampler:
+    """The QueryRNN as a Sampler: its scales with probability ``ratio``, else s = 1.
+
+    The coin is drawn from the run's generator, so one seed fixes it too.
+    """
+
+    def init(d: int) -> QueryState:
+        h, c = net.initial_state(d, device)
+        ones = torch.ones(d, dtype=torch.float64, device=device)
+        return QueryState(h, c, initial_moments(d, device), ones)
+
+    def scales(state: QueryState, rng: np.random.Generator):
+        if ratio == 0 or rng.random() >= ratio:
+            return None
+        return state.scales.cpu().numpy()
+
+    @torch.no_grad()
+    def observe(state: QueryState, g: np.ndarray, step: np.ndarray) -> QueryState:
+        return query_step(net, torch.as_tensor(g, device=device),
+                          torch.as_tensor(step, device=device), state, lr)
+
+    def export(state: QueryState) -> dict:
+        return {"h": _numpy(state.h), "c": _numpy(state.c),
+                "moments": _moments_data(state.moments), "scales": _numpy(state.scales)}
+
+    def restore(data: dict) -> QueryState:
+        return QueryState(torch.as_tensor(data["h"], device=device),
+                          torch.as_tensor(data["c"], device=device),
+                          _moments(data["moments"], device),
+                          torch.as_tensor(data["scales"], device=device))
+
+    return Sampler(init, scales, observe, export, restore)
