@@ -35,6 +35,16 @@ def test_reason_names_missing_weights(monkeypatch):
     assert res.method == "zo-adamm" and "weights" in res.fallback
 
 
+@pytest.fixture(autouse=True)
+def no_shipped_weights(monkeypatch, tmp_path):
+    """Every test here runs as on an install without pretrained weights."""
+    load = zominimize.learned.weights.load
+    monkeypatch.setattr(zominimize.learned.weights, "shipped_dirs", lambda: [tmp_path])
+    load.cache_clear()
+    yield
+    load.cache_clear()
+
+
 def fallback_warnings(call):
     """Run ``call()`` recording every warning; return (its result, the FallbackWarnings)."""
     with warnings.catch_warnings(record=True) as record:

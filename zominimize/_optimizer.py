@@ -47,7 +47,11 @@ def resolve_method(name: str, options: dict) -> tuple[MethodSpec, MethodSpec, st
     Warns with FallbackWarning when the requested method cannot run.
     """
     requested = get_method(name)
-    reason = requested.unavailable(options) if requested.unavailable else None
+    if requested.unavailable is None:
+        return requested, requested, None
+    known = {**SOLVER_OPTIONS, **method_options(requested)}
+    checked = parse_options(known, {k: v for k, v in options.items() if k in known})
+    reason = requested.unavailable(checked)
     if reason is None:
         return requested, requested, None
     running = get_method(requested.fallback)

@@ -57,15 +57,19 @@ class CoordinateLSTM(nn.Module):
     def hidden(self) -> int:
         return self.cell.hidden_size
 
-    def initial_state(self, d: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Zero (h, c) for d coordinates."""
-        zeros = torch.zeros(d, self.hidden, device=device)
+    def initial_state(self, shape, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero (h, c) for coordinates of ``shape`` ((d,), or (tasks, d) in training)."""
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        zeros = torch.zeros(*shape, self.hidden, device=device)
         return zeros, zeros.clone()
 
     def forward(self, inputs: torch.Tensor, state):
-        """inputs (d, n_inputs) float32 -> (output (d,), new (h, c))."""
-        h, c = self.cell(inputs, state)
-        return self.head(h).squeeze(-1), (h, c)
+        """inputs (..., n_inputs) float32 -> (output (...), new (h, c) of shape (..., hidden))."""
+        shape = inputs.shape[:-1]
+        h, c = (t.reshape(-1, self.hidden) for t in state)
+        h, c = self.cell(inputs.reshape(-1, inputs.shape[-1]), (h, c))
+        out = self.head(h).reshape(shape)
+        return out, (h.reshape(*shape, self.hidden), c.reshape(*shape, self.hidden))
 
 
 class Moments(NamedTuple):
@@ -76,40 +80,46 @@ class Moments(NamedTuple):
     v: torch.Tensor
 
 
-def initial_moments(d: int, device=None) -> Moments:
-    zeros = torch.zeros(d, dtype=torch.float64, device=device)
+def initial_moments(shape, device=None) -> Moments:
+    zeros = torch.zeros(shape, dtype=torch.float64, device=device)
     return Moments(0, zeros, zeros.clone())
 
 
 def normalised(g: torch.Tensor, moments: Moments) -> tuple[torch.Tensor, torch.Tensor, Moments]:
-    """Update the moments with g; return (g / rms, m^ / rms, new moments), float64."""
+    """Update the moments with g (..., d); return (g / rms, m^ / rms, new moments), float64.
+
+    The RMS is floored at RELATIVE_FLOOR times its largest value over the d
+    coordinates, which keeps the features scale-free and finite.
+    """
     count = moments.count + 1
     m = BETA1 * moments.m + (1 - BETA1) * g
     v = BETA2 * moments.v + (1 - BETA2) * g * g
     rms = torch.sqrt(v / (1 - BETA2 ** count))
-    rms = rms + RELATIVE_FLOOR * rms.max().clamp_min(torch.finfo(torch.float64).tiny)
+    rms = rms + RELATIVE_FLOOR * rms.amax(dim=-1, keepdim=True).clamp_min(
+        torch.finfo(torch.float64).tiny)
     return g / rms, (m / (1 - BETA1 ** count)) / rms, Moments(count, m, v)
 
 
 def update_inputs(g: torch.Tensor, moments: Moments, features: str):
-    """UpdateRNN inputs (d, 2) float32 and the new moments, from the estimate g (float64)."""
+    """UpdateRNN inputs (..., d, 2) float32 and the new moments, from the estimate g (float64)."""
     g_n, m_n, moments = normalised(g, moments)
     if features == "raw":
-        inputs = torch.stack([g, torch.zeros_like(g)], dim=1)
+        inputs = torch.stack([g, torch.zeros_like(g)], dim=-1)
     else:
-        inputs = torch.stack([g_n, m_n], dim=1)
+        inputs = torch.stack([g_n, m_n], dim=-1)
     return inputs.float(), moments
 
 
 def query_inputs(g_normalised: torch.Tensor, step_in_lr: torch.Tensor) -> torch.Tensor:
-    """QueryRNN inputs (d, 2) float32 from the last normalised estimate and step."""
-    return torch.stack([g_normalised, step_in_lr], dim=1).float()
+    """QueryRNN inputs (..., d, 2) float32 from the last normalised estimate and step."""
+    return torch.stack([g_normalised, step_in_lr], dim=-1).float()
 
 
 def query_scales(output: torch.Tensor) -> torch.Tensor:
-    """Per-coordinate standard deviations s = |1 + o| rescaled to ||s||_2 = sqrt(d)."""
+    """Standard deviations s = |1 + o| (float64), rescaled to ||s||_2 = sqrt(d) along the last axis."""
     s = (1 + output.double()).abs()
-    return s * (s.numel() ** 0.5 / s.norm().clamp_min(1e-12))
+    d = s.shape[-1]
+    return s * (d ** 0.5 / s.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
 
 def make_nets(features: str = "rms") -> tuple[CoordinateLSTM, CoordinateLSTM]:

@@ -90,11 +90,12 @@ class QueryState(NamedTuple):
 
 
 def query_step(net: CoordinateLSTM, g: torch.Tensor, step: torch.Tensor, state: QueryState,
-               lr: float) -> QueryState:
-    """One QueryRNN step after an iteration: the scales of the next one."""
+               lr) -> tuple[QueryState, torch.Tensor]:
+    """One QueryRNN step after an iteration: the new state (with the scales of the
+    next iteration) and the raw output o (meta-training penalises ||o||^2)."""
     g_n, _, moments = normalised(g, state.moments)
     out, (h, c) = net(query_inputs(g_n, step / lr), (state.h, state.c))
-    return QueryState(h, c, moments, query_scales(out))
+    return QueryState(h, c, moments, query_scales(out)), out
 
 
 def learned_sampler(net: CoordinateLSTM, lr: float, ratio: float, device) -> Sampler:
@@ -116,7 +117,7 @@ def learned_sampler(net: CoordinateLSTM, lr: float, ratio: float, device) -> Sam
     @torch.no_grad()
     def observe(state: QueryState, g: np.ndarray, step: np.ndarray) -> QueryState:
         return query_step(net, torch.as_tensor(g, device=device),
-                          torch.as_tensor(step, device=device), state, lr)
+                          torch.as_tensor(step, device=device), state, lr)[0]
 
     def export(state: QueryState) -> dict:
         return {"h": _numpy(state.h), "c": _numpy(state.c),

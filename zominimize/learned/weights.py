@@ -11,6 +11,7 @@ is wrong.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
@@ -83,16 +84,18 @@ def read_manifest(path: Path) -> dict:
 def load(location: str | None = None, name: str | None = None) -> tuple[dict, dict]:
     """Load one weight set: (its manifest entry, {"update": state_dict, "query": ...}).
 
-    ``name`` picks the set (default "l2l-zo", or the only one). The file's sha256
-    and the architecture must match the manifest and this version's networks.
+    ``name`` picks the set (default "l2l-zo"); a user's folder (``location``) that
+    holds a single set provides it whatever its name. The file's sha256 and the
+    architecture must match the manifest and this version's networks.
     """
     import torch
 
     manifest_path = find_manifest(location)
     manifest = read_manifest(manifest_path)
     sets = manifest["weights"]
-    if name is None:
-        name = DEFAULT_SET if DEFAULT_SET in sets or len(sets) != 1 else next(iter(sets))
+    name = name or DEFAULT_SET
+    if name not in sets and location is not None and len(sets) == 1:
+        name = next(iter(sets))  # a user's own training holds one set, whatever its name
     if name not in sets:
         raise WeightsError(f"{manifest_path}: no weight set {name!r} (has {', '.join(sets)})")
     entry = sets[name]
@@ -146,11 +149,13 @@ def save(folder: Path, name: str, nets: tuple, features: str, training: dict) ->
     torch.save({"update": {k: v.detach().cpu() for k, v in update.state_dict().items()},
                 "query": {k: v.detach().cpu() for k, v in query.state_dict().items()}}, file)
     manifest_path = folder / MANIFEST
-    manifest = (read_manifest(manifest_path) if manifest_path.is_file()
-                else {"format_version": FORMAT_VERSION, "weights": {}})
-    manifest["weights"][name] = {"file": file.name, "sha256": sha256(file),
-                                 "architecture": architecture(), "features": features,
-                                 "training": training}
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    with open(folder / ".manifest.lock", "w") as lock:  # two trainings may finish together
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = (read_manifest(manifest_path) if manifest_path.is_file()
+                    else {"format_version": FORMAT_VERSION, "weights": {}})
+        manifest["weights"][name] = {"file": file.name, "sha256": sha256(file),
+                                     "architecture": architecture(), "features": features,
+                                     "training": training}
+        manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     load.cache_clear()
     return manifest_path

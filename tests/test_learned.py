@@ -1,0 +1,314 @@
+"""The learned optimizer: weights I/O, inference = training, guard, device, meta-training."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import zominimize  # noqa: E402
+from zominimize import FallbackWarning, WeightsError  # noqa: E402
+from zominimize.learned import nets as learned_nets  # noqa: E402
+from zominimize.learned import weights  # noqa: E402
+from zominimize.learned.rule import resolve_device  # noqa: E402
+from zominimize.train import tasks  # noqa: E402
+from zominimize.train.config import StageConfig, TrainConfig  # noqa: E402
+from zominimize.train.trainer import Trainer  # noqa: E402
+from zominimize.train.unroll import (UnrollSettings, initial_state, step_sizes,  # noqa: E402
+                                     unroll_step)
+
+D = 12
+
+
+def quadratic_np(x):
+    return float(0.5 * np.sum(np.arange(1, x.size + 1) * (x - 1.0) ** 2))
+
+
+def quadratic_torch(x):
+    scale = torch.arange(1, x.shape[-1] + 1, dtype=torch.float64)
+    return 0.5 * (scale * (x - 1.0) ** 2).sum(-1)
+
+
+def random_nets(seed=0, features="rms"):
+    torch.manual_seed(seed)
+    update, query = learned_nets.make_nets(features)
+    with torch.no_grad():  # larger heads than at initialisation, so the nets matter
+        update.head.weight.mul_(30)
+        query.head.weight.mul_(30)
+    return update, query
+
+
+@pytest.fixture
+def weights_dir(tmp_path):
+    folder = tmp_path / "weights"
+    weights.save(folder, "l2l-zo", random_nets(), "rms", {"note": "random, for tests"})
+    return folder
+
+
+def run(weights_dir, method="l2l-zo", **options):
+    return zominimize.minimize(quadratic_np, np.zeros(D), method=method,
+                               options={"weights": str(weights_dir), "seed": 0, "maxiter": 30,
+                                        "device": "cpu", **options})
+
+
+# ------------------------------------------------------------------ weights
+
+def test_saved_weights_load_back_identical(weights_dir):
+    entry, tensors = weights.load(str(weights_dir), "l2l-zo")
+    update, query = random_nets()
+    for key, value in update.state_dict().items():
+        assert torch.equal(tensors["update"][key], value)
+    for key, value in query.state_dict().items():
+        assert torch.equal(tensors["query"][key], value)
+    assert entry["features"] == "rms" and entry["training"] == {"note": "random, for tests"}
+
+
+def test_learned_method_runs_with_user_weights(weights_dir):
+    res = run(weights_dir, guard=False)
+    assert res.method == "l2l-zo" and res.fallback is None and res.fallback_at is None
+    assert np.isfinite(res.fun) and res.fun == quadratic_np(res.x)
+
+
+def _corrupt(folder):
+    path = folder / "l2l-zo.pt"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _edit_manifest(folder, change):
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest["weights"]["l2l-zo"])
+    path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (_corrupt, "sha256"),
+    (lambda f: (f / "l2l-zo.pt").unlink(), "missing"),
+    (lambda f: _edit_manifest(f, lambda e: e["architecture"].update(hidden=20)), "architecture"),
+    (lambda f: (f / "manifest.json").write_text("{not json"), "JSON"),
+    (lambda f: (f / "manifest.json").unlink(), "no weights manifest"),
+])
+def test_damaged_weights_raise_naming_the_file(weights_dir, damage, message):
+    weights.load.cache_clear()
+    damage(weights_dir)
+    with pytest.raises(WeightsError, match=message):
+        run(weights_dir)
+    with pytest.warns(FallbackWarning, match=message):
+        res = run(weights_dir, fallback=True)
+    assert res.method == "zo-adamm" and message.lower() in res.fallback.lower()
+    assert res.fallback_at == 0
+
+
+def test_pickled_code_is_never_executed(tmp_path):
+    folder = tmp_path / "evil"
+    weights.save(folder, "l2l-zo", random_nets(), "rms", {})
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('pickled code ran')",))
+
+    torch.save({"update": Payload(), "query": {}}, folder / "l2l-zo.pt")
+    _edit_manifest(folder, lambda e: e.update(sha256=weights.sha256(folder / "l2l-zo.pt")))
+    weights.load.cache_clear()
+    with pytest.raises(WeightsError, match="cannot be loaded safely"):
+        run(folder)
+
+
+# ------------------------------------------------------------------ inference = training
+
+def test_one_inference_step_equals_one_training_unroll_step(weights_dir):
+    q = 6
+    opt = zominimize.ZOOptimizer("l2l-zo", np.zeros(D), weights=str(weights_dir), seed=3,
+                                 q=q, query_ratio=1.0, device="cpu")
+    settings = opt.settings
+    update, query = random_nets()
+    unroll = UnrollSettings(q=q, use_query=True)
+    x0 = torch.zeros(1, D, dtype=torch.float64)
+    lr, mu = step_sizes(x0, unroll)
+    assert lr.item() == pytest.approx(settings["step"]) and mu.item() == pytest.approx(settings["mu"])
+    state = initial_state(x0, update, query)
+    for _ in range(3):
+        x_before = opt.x
+        points = opt.ask()
+        scales = state.query.scales.numpy()[0]
+        eps = (points[1:] - x_before) / settings["mu"] / scales
+        opt.tell(points, [quadratic_np(p) for p in points])
+        with torch.no_grad():
+            state, *_ = unroll_step(quadratic_torch, state,
+                                    torch.as_tensor(eps).unsqueeze(1), update, query, lr, mu,
+                                    unroll)
+        np.testing.assert_allclose(opt.x, state.x.numpy()[0], rtol=1e-6, atol=1e-9)
+        inference_scales = opt.state_dict()["sampler_state"]["scales"]
+        np.testing.assert_allclose(inference_scales, state.query.scales.numpy()[0], rtol=1e-6)
+    assert not np.allclose(inference_scales, 1.0)  # the QueryRNN path was exercised
+
+
+# ------------------------------------------------------------------ guard and device
+
+def sabotaged_weights(folder, head):
+    update, query = random_nets()
+    with torch.no_grad():
+        update.head.weight.fill_(head)
+    weights.save(folder, "l2l-zo", (update, query), "rms", {})
+    weights.load.cache_clear()
+    return folder
+
+
+def test_guard_switches_on_divergence_from_the_best_point(tmp_path):
+    folder = sabotaged_weights(tmp_path / "w", head=-50.0)  # huge steps
+    res = run(folder, maxiter=40)
+    assert res.fallback.startswith("guard: diverged") and res.fallback_at >= 1
+    assert res.method == "l2l-zo" and res.fun <= quadratic_np(np.zeros(D))
+    unguarded = run(folder, maxiter=40, guard=False)
+    assert unguarded.fallback is None and unguarded.fun >= res.fun
+
+
+def test_guard_switches_on_stall(weights_dir):
+    res = zominimize.minimize(lambda x: 1.0, np.zeros(D), method="l2l-zo",
+                              options={"weights": str(weights_dir), "seed": 0, "maxiter": 30,
+                                       "guard_patience": 5, "ftol": 0})
+    assert res.fallback.startswith("guard: stalled") and res.fallback_at == 6
+
+
+def test_guarded_run_resumes_exactly_after_the_switch(tmp_path):
+    folder = sabotaged_weights(tmp_path / "w", head=-50.0)
+    options = dict(weights=str(folder), seed=1, maxiter=40, device="cpu")
+    whole = zominimize.ZOOptimizer("l2l-zo", np.zeros(D), **options)
+    half = zominimize.ZOOptimizer("l2l-zo", np.zeros(D), **options)
+    for opt in (whole, half):
+        for _ in range(20):
+            points = opt.ask()
+            opt.tell(points, [quadratic_np(p) for p in points])
+    assert whole.fallback_at is not None
+    resumed = zominimize.ZOOptimizer("l2l-zo", np.zeros(D), **options)
+    resumed.load_state_dict(half.state_dict())
+    for opt in (whole, resumed):
+        while opt.status is None:
+            points = opt.ask()
+            opt.tell(points, [quadratic_np(p) for p in points])
+    np.testing.assert_array_equal(whole.result().x, resumed.result().x)
+    assert resumed.result().fallback == whole.result().fallback
+
+
+def test_learned_run_resumes_exactly(weights_dir):
+    options = dict(weights=str(weights_dir), seed=2, maxiter=20, device="cpu", guard=False)
+    whole = zominimize.ZOOptimizer("l2l-zo", np.zeros(D), **options)
+    part = zominimize.ZOOptimizer("l2l-zo", np.zeros(D), **options)
+    for _ in range(7):
+        points = part.ask()
+        part.tell(points, [quadratic_np(p) for p in points])
+    state = part.state_dict()
+    assert isinstance(state["rule_state"]["h"], np.ndarray)  # plain data, device-free
+    resumed = zominimize.ZOOptimizer("l2l-zo", np.zeros(D), **options)
+    resumed.load_state_dict(state)
+    for opt in (whole, resumed):
+        while opt.status is None:
+            points = opt.ask()
+            opt.tell(points, [quadratic_np(p) for p in points])
+    np.testing.assert_array_equal(whole.result().x, resumed.result().x)
+    np.testing.assert_array_equal(whole.x, resumed.x)
+
+
+def test_device_selection():
+    assert resolve_device("cpu").type == "cpu"
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="cuda"):
+            resolve_device("cuda")
+
+
+def test_bad_learned_options_name_the_argument(weights_dir):
+    with pytest.raises(ValueError, match="query_ratio"):
+        run(weights_dir, query_ratio=1.5)
+    with pytest.raises(ValueError, match="device"):
+        run(weights_dir, device="tpu")
+    with pytest.raises(ValueError, match="weights"):
+        run(weights_dir, weights=3)
+
+
+@pytest.mark.parametrize("method", ["l2l-zo-update", "l2l-zo-query"])
+def test_ablations_run_their_half(weights_dir, method):
+    res = run(weights_dir, method=method, guard=False)
+    assert res.method == method and res.fallback is None
+    opt = zominimize.ZOOptimizer(method, np.zeros(D), weights=str(weights_dir), seed=0)
+    points = opt.ask()
+    opt.tell(points, [quadratic_np(p) for p in points])
+    state = opt.state_dict()
+    assert ("h" in state["rule_state"]) == (method == "l2l-zo-update")
+    assert ("scales" in state["sampler_state"]) == (method == "l2l-zo-query")
+
+
+# ------------------------------------------------------------------ meta-training
+
+def tiny_config(**changes):
+    base = dict(name="tiny", steps=40, truncation=20, batch=4, dims=(8,),
+                families={"quadratic": 1.0, "nclsq": 1.0}, validate_every=10,
+                validation_tasks=1, stage1=StageConfig(episodes=20, lr=3e-3),
+                stage2=StageConfig(episodes=4, lr=5e-3, penalty=0.005))
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+def test_tiny_training_lowers_the_meta_loss_and_writes_loadable_weights(tmp_path):
+    torch.set_num_threads(1)
+    trainer = Trainer(tiny_config(), tmp_path)
+    before = trainer.baseline()["meta_loss"]
+    progress = trainer.run(report=lambda line: None)
+    after = progress["best"]["stage1"]["score"]["meta_loss"]
+    assert after < before - 0.05
+    trainer.write_weights("test")
+    entry, _ = weights.load(str(tmp_path), "tiny")
+    assert entry["training"]["validation"]["stage1"]["meta_loss"] == after
+    res = zominimize.minimize(quadratic_np, np.zeros(D), method="l2l-zo",
+                              options={"weights": str(tmp_path / "manifest.json"), "seed": 0,
+                                       "maxiter": 5, "fallback": False})
+    assert res.fun < quadratic_np(np.zeros(D)) or res.fallback is not None
+
+
+def test_training_resumes_to_the_same_weights(tmp_path):
+    torch.set_num_threads(1)
+    config = tiny_config(stage1=StageConfig(episodes=20, lr=3e-3))
+    whole = Trainer(config, tmp_path / "whole")
+    whole.run(report=lambda line: None)
+    first = Trainer(config, tmp_path / "part")
+    first.config = config
+    stop = {"n": 0}
+
+    def interrupt(line):  # stop after the first checkpoint (episode 10)
+        stop["n"] += 1
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        first.run(report=interrupt)
+    again = Trainer(config, tmp_path / "part")
+    assert again.resume() and again.progress["episode"] == 10
+    again.run(report=lambda line: None)
+    for a, b in zip(whole.update_net.state_dict().values(), again.update_net.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(whole.query_net.state_dict().values(), again.query_net.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_task_families_are_differentiable_and_nonnegative():
+    gen = torch.Generator().manual_seed(0)
+    for family in tasks.FAMILIES:
+        task = tasks.sample(gen, family, 3, 6)
+        x = task.x0.clone().requires_grad_(True)
+        values = task.fun(x)
+        assert values.shape == (3,) and bool((values >= 0).all())
+        values.sum().backward()
+        assert torch.isfinite(x.grad).all()
+        assert task.fun(torch.zeros(5, 3, 6, dtype=torch.float64)).shape == (5, 3)
+
+
+def test_zo_meta_gradient_matches_autograd():
+    from zominimize.train.unroll import value
+    x = torch.tensor([[0.3, -0.2, 0.5]], dtype=torch.float64, requires_grad=True)
+    auto = torch.autograd.grad(value(quadratic_torch, x, 1e-5, UnrollSettings()).sum(), x)[0]
+    zo = torch.autograd.grad(value(quadratic_torch, x, 1e-5,
+                                   UnrollSettings(meta_gradient="zo")).sum(), x)[0]
+    torch.testing.assert_close(zo, auto, rtol=1e-6, atol=1e-8)

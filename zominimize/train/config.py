@@ -1,0 +1,74 @@
+"""The meta-training configuration, read from a TOML file (see pretrained/l2l-zo.toml)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .tasks import FAMILIES
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    episodes: int
+    lr: float
+    penalty: float = 0.0  # lambda * mean(o^2) on the QueryRNN's output (stage 2)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run; the same config and seed give the same weights."""
+
+    name: str = "l2l-zo"
+    features: str = "rms"
+    seed: int = 0
+    q: int = 20
+    steps: int = 200                 # T, optimizer steps per episode
+    truncation: int = 20             # one outer Adam step every this many steps
+    base_step: float = 0.1
+    mu_relative: float = 1e-4
+    meta_gradient: str = "autograd"  # or "zo": central differences (black-box)
+    families: dict = field(default_factory=lambda: {f: 1.0 for f in FAMILIES})
+    dims: tuple = (16, 32, 64)
+    batch: int = 8                   # tasks per episode (one family and dimension)
+    f_scale: tuple = (-3.0, 3.0)     # f multiplied by 10^U(f_scale)
+    stage1: StageConfig = StageConfig(episodes=300, lr=1e-3)
+    stage2: StageConfig = StageConfig(episodes=150, lr=5e-3, penalty=0.005)
+    validate_every: int = 25
+    validation_tasks: int = 4        # per family, each a batch of one dimension
+    validation_seed: int = 10_000
+
+    def __post_init__(self):
+        if self.features not in ("rms", "raw"):
+            raise ValueError(f"features must be 'rms' or 'raw', got {self.features!r}")
+        if self.meta_gradient not in ("autograd", "zo"):
+            raise ValueError(f"meta_gradient must be 'autograd' or 'zo', got {self.meta_gradient!r}")
+        unknown = set(self.families) - set(FAMILIES)
+        if unknown:
+            raise ValueError(f"unknown task families {sorted(unknown)}; known: {FAMILIES}")
+        if self.steps % self.truncation:
+            raise ValueError(f"steps ({self.steps}) must be a multiple of truncation "
+                             f"({self.truncation})")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a TOML config; keys not given take the defaults above; unknown keys are errors."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    raw = tomllib.loads(Path(path).read_text())
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown config keys {unknown}")
+    for stage in ("stage1", "stage2"):
+        if stage in raw:
+            raw[stage] = StageConfig(**raw[stage])
+    for key in ("dims", "f_scale"):
+        if key in raw:
+            raw[key] = tuple(raw[key])
+    return TrainConfig(**raw)

@@ -1,0 +1,215 @@
+"""Two-stage meta-training with truncated backpropagation, validation and checkpoints.
+
+Stage 1 trains the UpdateRNN with N(0, I) queries; stage 2 freezes it and trains
+the QueryRNN. An episode samples B tasks of one family and dimension, runs T
+optimizer steps, and takes one outer Adam step every ``truncation`` steps on the
+meta-loss mean_t log(f(x_t) / f(x_0)) (scale-free), with gradients clipped
+elementwise to [-1, 1] (the paper's settings). Held-out tasks, drawn from their
+own seed, score the nets every ``validate_every`` episodes; the best score of
+each stage is kept. A checkpoint after each validation makes a run resumable
+exactly (random generator included).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..learned import nets as learned_nets
+from ..learned import weights
+from . import tasks
+from .config import TrainConfig
+from .unroll import UnrollSettings, detach, initial_state, step_sizes, unroll_step, value
+
+STAGES = ("stage1", "stage2")
+
+
+def unroll_settings(config: TrainConfig, stage: str) -> UnrollSettings:
+    """The unroll of a stage: stage 1 trains the steps, stage 2 the queries."""
+    return UnrollSettings(q=config.q, base_step=config.base_step,
+                          mu_relative=config.mu_relative, features=config.features,
+                          use_query=stage == "stage2", train_query=stage == "stage2",
+                          meta_gradient=config.meta_gradient)
+
+
+def run_episode(task: tasks.TaskBatch, update_net, query_net, config: TrainConfig,
+                settings: UnrollSettings, gen: torch.Generator, penalty: float = 0.0,
+                optimizer: torch.optim.Optimizer | None = None) -> tuple[float, float]:
+    """Unroll the learned optimizer on ``task``; train when ``optimizer`` is given.
+
+    Returns (meta-loss averaged over the steps, final log(f_T / f_0)), both
+    averaged over the batch. A diverging episode (non-finite values) stops early
+    without an update and scores +inf.
+    """
+    lr, mu = step_sizes(task.x0, settings)
+    state = initial_state(task.x0, update_net, query_net)
+    with torch.no_grad():
+        f_start = task.fun(task.x0)
+    floor = 1e-12 * f_start
+    parameters = [p for group in optimizer.param_groups for p in group["params"]] \
+        if optimizer is not None else []
+    window, total, last = 0.0, 0.0, math.nan
+    for t in range(config.steps):
+        eps = torch.randn(config.q, *task.x0.shape, generator=gen, dtype=torch.float64)
+        state, _, _, out = unroll_step(task.fun, state, eps, update_net, query_net, lr, mu,
+                                       settings)
+        ratio = torch.log((value(task.fun, state.x, mu, settings) + floor) / (f_start + floor))
+        loss = ratio.mean() / config.steps
+        if out is not None and penalty:
+            loss = loss + penalty * out.pow(2).mean() / config.steps
+        if not torch.isfinite(loss):
+            return math.inf, math.inf
+        window = window + loss
+        total += float(loss.detach())
+        last = float(ratio.detach().mean())
+        if (t + 1) % config.truncation == 0:
+            if optimizer is not None and window.requires_grad:
+                optimizer.zero_grad()
+                window.backward()
+                torch.nn.utils.clip_grad_value_(parameters, 1.0)
+                optimizer.step()
+            window = 0.0
+            state = detach(state)
+    return total, last
+
+
+def validation_set(config: TrainConfig) -> list[tasks.TaskBatch]:
+    """Held-out tasks: ``validation_tasks`` batches per family, from their own seed."""
+    gen = torch.Generator().manual_seed(config.validation_seed)
+    return [tasks.sample(gen, family, config.batch, config.dims[i % len(config.dims)],
+                         config.f_scale)
+            for family in config.families for i in range(config.validation_tasks)]
+
+
+@torch.no_grad()
+def validate(update_net, query_net, config: TrainConfig, stage: str,
+             held_out: list[tasks.TaskBatch]) -> dict:
+    """Mean meta-loss and final log-ratio over the held-out tasks (fixed draws)."""
+    settings = unroll_settings(config, stage)
+    gen = torch.Generator().manual_seed(config.validation_seed + 1)
+    scores = [run_episode(task, update_net, query_net, config, settings, gen)
+              for task in held_out]
+    return {"meta_loss": sum(s[0] for s in scores) / len(scores),
+            "final_log_ratio": sum(s[1] for s in scores) / len(scores)}
+
+
+def _sample_task(config: TrainConfig, gen: torch.Generator) -> tasks.TaskBatch:
+    names = list(config.families)
+    weights_t = torch.tensor([config.families[n] for n in names], dtype=torch.float64)
+    family = names[int(torch.multinomial(weights_t, 1, generator=gen))]
+    d = config.dims[int(torch.randint(len(config.dims), (1,), generator=gen))]
+    return tasks.sample(gen, family, config.batch, d, config.f_scale)
+
+
+class Trainer:
+    """Runs (or resumes) the two stages and writes the weights in the loader's format."""
+
+    def __init__(self, config: TrainConfig, out: Path, checkpoint: Path | None = None):
+        self.config = config
+        self.out = Path(out)
+        self.checkpoint = checkpoint or self.out / "checkpoints" / f"{config.name}.pt"
+        torch.manual_seed(config.seed)
+        self.update_net, self.query_net = learned_nets.make_nets(config.features)
+        self.gen = torch.Generator().manual_seed(config.seed)
+        self.held_out = validation_set(config)
+        self.progress = {"stage": STAGES[0], "episode": 0, "best": {}, "history": [],
+                         "seconds": 0.0}
+        self.optimizer = self._optimizer(STAGES[0])
+
+    def _trained(self, stage: str):
+        return self.update_net if stage == "stage1" else self.query_net
+
+    def _optimizer(self, stage: str) -> torch.optim.Optimizer:
+        for net in (self.update_net, self.query_net):
+            net.requires_grad_(net is self._trained(stage))
+        return torch.optim.Adam(self._trained(stage).parameters(),
+                                lr=getattr(self.config, stage).lr)
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def save_checkpoint(self) -> None:
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"config": self.config.as_dict(), "progress": self.progress,
+                    "update": self.update_net.state_dict(), "query": self.query_net.state_dict(),
+                    "optimizer": self.optimizer.state_dict(), "gen": self.gen.get_state()},
+                   self.checkpoint)
+
+    def resume(self) -> bool:
+        """Load the checkpoint if there is one for this config; True if loaded."""
+        if not self.checkpoint.is_file():
+            return False
+        saved = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        if saved["config"] != self.config.as_dict():
+            raise ValueError(f"{self.checkpoint} was written with another config")
+        self.progress = saved["progress"]
+        self.update_net.load_state_dict(saved["update"])
+        self.query_net.load_state_dict(saved["query"])
+        self.optimizer = self._optimizer(self.progress["stage"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.gen.set_state(saved["gen"])
+        return True
+
+    # ---------------------------------------------------------------- training
+
+    def run(self, report: Callable[[str], None] = print,
+            bar: Callable | None = None) -> dict:
+        """Train both stages (from where a resumed run stopped); return the progress record."""
+        started = time.perf_counter() - self.progress["seconds"]
+        first = STAGES.index(self.progress["stage"])
+        for stage in STAGES[first:]:
+            if stage != self.progress["stage"]:
+                self.progress.update(stage=stage, episode=0)
+                self.optimizer = self._optimizer(stage)
+            self._run_stage(stage, started, report, bar)
+            best = self.progress["best"].get(stage)
+            if best is not None:
+                self._trained(stage).load_state_dict(best["weights"])
+        self.progress["seconds"] = time.perf_counter() - started
+        return self.progress
+
+    def _run_stage(self, stage: str, started: float, report, bar) -> None:
+        spec = getattr(self.config, stage)
+        settings = unroll_settings(self.config, stage)
+        episodes = range(self.progress["episode"], spec.episodes)
+        for episode in (bar(episodes, desc=stage) if bar else episodes):
+            task = _sample_task(self.config, self.gen)
+            loss, _ = run_episode(task, self.update_net, self.query_net, self.config, settings,
+                                  self.gen, spec.penalty, self.optimizer)
+            self.progress["history"].append({"stage": stage, "episode": episode,
+                                             "family": task.family, "loss": loss})
+            self.progress["episode"] = episode + 1
+            if (episode + 1) % self.config.validate_every == 0 or episode + 1 == spec.episodes:
+                score = validate(self.update_net, self.query_net, self.config, stage,
+                                 self.held_out)
+                best = self.progress["best"].get(stage)
+                if best is None or score["meta_loss"] < best["score"]["meta_loss"]:
+                    self.progress["best"][stage] = {
+                        "episode": episode + 1, "score": score,
+                        "weights": copy.deepcopy(self._trained(stage).state_dict())}
+                self.progress["seconds"] = time.perf_counter() - started
+                self.save_checkpoint()
+                report(f"{stage} episode {episode + 1}/{spec.episodes}: validation meta-loss "
+                       f"{score['meta_loss']:.4f}, final log(f/f0) "
+                       f"{score['final_log_ratio']:.3f} ({self.progress['seconds']:.0f} s)")
+
+    def baseline(self) -> dict:
+        """The validation score of the untrained nets' stage-1 counterpart: a reference."""
+        fresh_update, fresh_query = learned_nets.make_nets(self.config.features)
+        return validate(fresh_update, fresh_query, self.config, "stage1", self.held_out)
+
+    def write_weights(self, command: str) -> Path:
+        """Save the trained nets and their manifest entry (what ``weights.load`` reads)."""
+        best = {stage: {"episode": b["episode"], **b["score"]}
+                for stage, b in self.progress["best"].items()}
+        training = {"config": self.config.as_dict(), "command": command,
+                    "families": list(self.config.families), "seconds": self.progress["seconds"],
+                    "validation": best,
+                    "episodes": {s: getattr(self.config, s).episodes for s in STAGES},
+                    "torch": torch.__version__}
+        return weights.save(self.out, self.config.name, (self.update_net, self.query_net),
+                            self.config.features, training)
