@@ -41,10 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     trainer = Trainer(config, args.out)
     if args.resume and trainer.resume():
         print(f"resumed at {trainer.progress['stage']} episode {trainer.progress['episode']}")
-    print(f"untrained reference: {trainer.baseline()}")
+    references = trainer.baseline()
+    print(f"validation references: {references}")
     trainer.run(bar=_bar())
     command = "python -m zominimize.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    manifest = trainer.write_weights(command)
+    manifest = trainer.write_weights(command, references)
     print(f"weights written: {manifest} ({trainer.progress['seconds']:.0f} s)")
     return 0
 

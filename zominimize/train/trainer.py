@@ -98,6 +98,20 @@ def validate(update_net, query_net, config: TrainConfig, stage: str,
             "final_log_ratio": sum(s[1] for s in scores) / len(scores)}
 
 
+class AdamInFeatures(torch.nn.Module):
+    """ZO-Adam written as an UpdateRNN: step = -lr * m^ / sqrt(v^), read off the 'rms'
+    features (beta1 0.9, beta2 0.999). A reference the learned net can represent exactly."""
+
+    hidden = 1
+
+    def initial_state(self, shape, device=None):
+        zeros = torch.zeros(*shape, 1, device=device)
+        return zeros, zeros.clone()
+
+    def forward(self, inputs, state):
+        return -inputs[..., 1], state
+
+
 def _sample_task(config: TrainConfig, gen: torch.Generator) -> tasks.TaskBatch:
     names = list(config.families)
     weights_t = torch.tensor([config.families[n] for n in names], dtype=torch.float64)
@@ -198,15 +212,22 @@ class Trainer:
                        f"{score['final_log_ratio']:.3f} ({self.progress['seconds']:.0f} s)")
 
     def baseline(self) -> dict:
-        """The validation score of the untrained nets' stage-1 counterpart: a reference."""
+        """Validation scores of references: the untrained nets, and ZO-Adam in the same
+        features (None for the 'raw' feature set, which has no RMS)."""
         fresh_update, fresh_query = learned_nets.make_nets(self.config.features)
-        return validate(fresh_update, fresh_query, self.config, "stage1", self.held_out)
+        scores = {"untrained": validate(fresh_update, fresh_query, self.config, "stage1",
+                                        self.held_out)}
+        if self.config.features == "rms":
+            scores["zo-adam"] = validate(AdamInFeatures(), fresh_query, self.config, "stage1",
+                                         self.held_out)
+        return scores
 
-    def write_weights(self, command: str) -> Path:
+    def write_weights(self, command: str, references: dict | None = None) -> Path:
         """Save the trained nets and their manifest entry (what ``weights.load`` reads)."""
         best = {stage: {"episode": b["episode"], **b["score"]}
                 for stage, b in self.progress["best"].items()}
         training = {"config": self.config.as_dict(), "command": command,
+                    "validation_references": references or {},
                     "families": list(self.config.families), "seconds": self.progress["seconds"],
                     "validation": best,
                     "episodes": {s: getattr(self.config, s).episodes for s in STAGES},
