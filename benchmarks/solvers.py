@@ -99,7 +99,8 @@ def _at_most(d: int) -> Callable[[Problem], bool]:
 
 def all_solvers() -> dict[str, Solver]:
     """Every solver of the suite, by name: zominimize's methods first."""
-    solvers = [Solver(m, "zominimize", _zominimize(m), tunable=True)
+    solvers = [Solver(m, "zominimize", _zominimize(m),
+                      tunable=zominimize.get_method(m).ablation_of is None)
                for m in zominimize.method_names()]
     solvers += [
         Solver("cma-es", "peer", _cma(diagonal=False), _at_most(100)),

@@ -8,7 +8,7 @@ dimensions from function values alone.
 
 from ._minimize import minimize, show_options
 from ._optimizer import ZOOptimizer
-from ._registry import method_names
+from ._registry import get_method, method_names
 from ._result import Status
 from .errors import (FallbackWarning, NonFiniteValueError, ObjectiveValueError,
                      OptimizerStateError, OptimizeWarning, WeightsError, ZOMinimizeError)
@@ -18,7 +18,7 @@ from .methods import (l2l_zo, l2l_zo_paper, l2l_zo_query, l2l_zo_update, zo_adam
 __version__ = "0.1.0"
 
 __all__ = [
-    "minimize", "show_options", "ZOOptimizer", "method_names", "Status",
+    "minimize", "show_options", "ZOOptimizer", "method_names", "get_method", "Status",
     "zo_sgd", "zo_signsgd", "zo_adamm", "l2l_zo", "l2l_zo_update", "l2l_zo_query",
     "l2l_zo_paper",
     "ZOMinimizeError", "ObjectiveValueError", "NonFiniteValueError",

@@ -47,6 +47,8 @@ class MethodSpec:
     guarded : bool
         Watch the run and switch to ``fallback`` from the best point when it
         diverges or stalls (see ZOOptimizer).
+    ablation_of : str or None
+        The method this one takes apart (benchmarks compare them; they do not tune it).
     """
 
     name: str
@@ -59,6 +61,7 @@ class MethodSpec:
     unavailable: Callable[[dict], str | None] | None = None
     make_sampler: Callable[[dict], Sampler] | None = None
     guarded: bool = False
+    ablation_of: str | None = None
 
 
 _REGISTRY: dict[str, MethodSpec] = {}

@@ -91,13 +91,13 @@ LEARNED_OPTIONS = {o.name: o for o in [
 
 
 def _learned(name: str, summary: str, doc: str, weight_set: str, update: bool,
-             query: bool) -> MethodSpec:
+             query: bool, ablation_of: str | None = None) -> MethodSpec:
     return register(MethodSpec(
         name=name, summary=summary, doc=doc + " " + STEP_DOC,
         make_rule=update_rule(weight_set) if update else ZO_ADAMM.make_rule,
         make_sampler=query_sampler(weight_set) if query else None,
         base_step=0.1, options=LEARNED_OPTIONS, fallback="zo-adamm",
-        unavailable=availability(weight_set), guarded=True))
+        unavailable=availability(weight_set), guarded=True, ablation_of=ablation_of))
 
 
 L2L_DOC = ("Coordinate-wise LSTMs (Ruan, Xiong, Reddi, Kumar & Hsieh, 'Learning to Learn by "
@@ -114,16 +114,17 @@ L2L_ZO = _learned("l2l-zo", "Learned ZO optimizer: UpdateRNN steps, QueryRNN que
                   L2L_DOC, "l2l-zo", update=True, query=True)
 L2L_ZO_UPDATE = _learned(
     "l2l-zo-update", "Ablation of l2l-zo: UpdateRNN steps, standard Gaussian queries.",
-    "The UpdateRNN of l2l-zo alone; queries are N(0, I).", "l2l-zo", update=True, query=False)
+    "The UpdateRNN of l2l-zo alone; queries are N(0, I).", "l2l-zo", update=True, query=False,
+    ablation_of="l2l-zo")
 L2L_ZO_QUERY = _learned(
     "l2l-zo-query", "Ablation of l2l-zo: QueryRNN queries, ZO-AdaMM steps.",
     "The QueryRNN of l2l-zo alone; steps are zo-adamm's (beta1=0.9, beta2=0.999).",
-    "l2l-zo", update=False, query=True)
+    "l2l-zo", update=False, query=True, ablation_of="l2l-zo")
 L2L_ZO_PAPER = _learned(
     "l2l-zo-paper", "Ablation of l2l-zo's features: the paper's raw inputs and absolute steps.",
     "Both nets, trained like l2l-zo but reading the raw estimate and returning an absolute "
     "step, as in the paper (weight set 'l2l-zo-paper').", "l2l-zo-paper", update=True,
-    query=True)
+    query=True, ablation_of="l2l-zo")
 
 
 def _public_callable(spec: MethodSpec) -> Callable:
