@@ -256,11 +256,12 @@ def tiny_config(**changes):
 def test_tiny_training_lowers_the_meta_loss_and_writes_loadable_weights(tmp_path):
     torch.set_num_threads(1)
     trainer = Trainer(tiny_config(), tmp_path)
-    before = trainer.baseline()["meta_loss"]
+    references = trainer.baseline()
+    before = references["untrained"]["meta_loss"]
     progress = trainer.run(report=lambda line: None)
     after = progress["best"]["stage1"]["score"]["meta_loss"]
     assert after < before - 0.05
-    trainer.write_weights("test")
+    trainer.write_weights("test", references)
     entry, _ = weights.load(str(tmp_path), "tiny")
     assert entry["training"]["validation"]["stage1"]["meta_loss"] == after
     res = zominimize.minimize(quadratic_np, np.zeros(D), method="l2l-zo",

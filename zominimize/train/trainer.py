@@ -105,11 +105,11 @@ class AdamInFeatures(torch.nn.Module):
     hidden = 1
 
     def initial_state(self, shape, device=None):
-        zeros = torch.zeros(*shape, 1, device=device)
+        zeros = torch.zeros(*shape[:-1], 1, shape[-1], device=device)
         return zeros, zeros.clone()
 
     def forward(self, inputs, state):
-        return -inputs[..., 1], state
+        return -inputs[..., 1, :], state  # inputs (..., 2, d): [g / rms, m^ / rms]
 
 
 def _sample_task(config: TrainConfig, gen: torch.Generator) -> tasks.TaskBatch:
