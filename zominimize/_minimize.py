@@ -5,10 +5,9 @@ from __future__ import annotations
 import scipy.optimize
 from scipy.optimize import OptimizeResult
 
-from . import methods  # noqa: F401  (importing it registers the ZO methods)
 from ._driver import solve
 from ._registry import SCIPY_METHODS, get_method, method_names
-from .methods import method_doc
+from .methods import method_doc  # importing methods registers the ZO methods
 
 DEFAULT_METHOD = "l2l-zo"
 
