@@ -123,11 +123,23 @@ def test_tuning_grid_is_centred_on_the_default_lr_and_picks_the_best():
     spec = {"family": "nclsq", "d": 10, "instance": 1000}
     center = default_lr("zo-signsgd", spec)
     assert center == pytest.approx(0.1 * np.sqrt(20 / 30))
-    runs = tuning_runs(["zo-signsgd", "l2l-zo"], [spec], budget=42, multipliers=(0.5, 2.0))
+    runs = tuning_runs(["zo-signsgd"], [spec], budget=42, multipliers=(0.5, 2.0))
     assert [r["options"]["lr"] for r in runs] == pytest.approx([center * 0.5, center * 2.0])
     records = [{"solver": "m", "options": {"lr": lr}, "final": final, "f_opt": None}
                for lr, final in [(0.1, 1e-2), (0.1, 1e-4), (1.0, 1e-2), (1.0, 1e-2)]]
     assert best_lrs(records)["m"]["lr"] == 0.1
+
+
+def test_a_method_that_falls_back_is_not_tuned(monkeypatch, tmp_path):
+    load = zominimize.learned.weights.load
+    monkeypatch.setattr(zominimize.learned.weights, "shipped_dirs", lambda: [tmp_path])
+    load.cache_clear()
+    try:
+        spec = {"family": "nclsq", "d": 10, "instance": 1000}
+        assert default_lr("l2l-zo", spec) is None
+        assert tuning_runs(["l2l-zo"], [spec], budget=42, multipliers=(0.5, 2.0)) == []
+    finally:
+        load.cache_clear()
 
 
 def test_quick_suites_cover_each_family():
@@ -150,7 +162,8 @@ def test_a_tiny_suite_runs_end_to_end_into_a_report(tmp_path):
     assert ("zo-adamm", "default") in solvers and ("zo-adamm", "tuned") in solvers
     assert ("nelder-mead", "default") in solvers
     assert all(r["nfev"] <= suite.budget and r["error"] is None for r in records)
-    assert set(result["tuned_lr"]) == {"zo-sgd", "zo-signsgd", "zo-adamm"}  # l2l-zo falls back
+    tunable = {m for m in zominimize.method_names() if zominimize.get_method(m).ablation_of is None}
+    assert set(result["tuned_lr"]) == tunable
     text = write_report({"mode": "quick", "suites": {suite.key: result}}, tmp_path)
     assert "nclsq d=6" in text and (tmp_path / "report.md").read_text() == text
     assert (tmp_path / "nclsq-d6.png").stat().st_size > 0

@@ -313,3 +313,16 @@ def test_zo_meta_gradient_matches_autograd():
     zo = torch.autograd.grad(value(quadratic_torch, x, 1e-5,
                                    UnrollSettings(meta_gradient="zo")).sum(), x)[0]
     torch.testing.assert_close(zo, auto, rtol=1e-6, atol=1e-8)
+
+
+def test_blocked_inference_path_equals_the_differentiable_one():
+    torch.manual_seed(0)
+    net = learned_nets.CoordinateLSTM(2)
+    d = 3 * learned_nets.CHUNK + 123  # large enough for blocks, with a ragged last one
+    inputs, h, c = torch.randn(2, d), torch.randn(10, d), torch.randn(10, d)
+    with torch.no_grad():
+        blocked = net(inputs, (h, c))
+    differentiable = net(inputs, (h, c))
+    torch.testing.assert_close(blocked[0], differentiable[0].detach())
+    torch.testing.assert_close(blocked[1][0], differentiable[1][0].detach())
+    torch.testing.assert_close(blocked[1][1], differentiable[1][1].detach())
