@@ -66,20 +66,16 @@ def query_points(rng: np.random.Generator, x: np.ndarray, q: int, mu: float,
     points = out if out is not None and out.shape == shape else np.empty(shape)
     if estimator == "forward":
         perturbed = draw_directions(rng, directions, points[1:])
-        if scales is not None:
-            perturbed *= scales
-        perturbed *= mu
+        perturbed *= mu if scales is None else mu * scales
         perturbed += x
         points[0] = x
         box.project(perturbed)
         return points
     plus, minus = points[:q], points[q:]
     draw_directions(rng, directions, plus)
-    if scales is not None:
-        plus *= scales
-    np.multiply(plus, -mu, out=minus)
+    plus *= mu if scales is None else mu * scales
+    np.negative(plus, out=minus)
     minus += x
-    plus *= mu
     plus += x
     return box.project(points)
 
