@@ -64,20 +64,13 @@ def initial_state(x0: torch.Tensor, update_net: CoordinateLSTM,
     return RunState(x0.clone(), update, query)
 
 
-def detach(state: RunState) -> RunState:
-    """Cut the graph at a truncation boundary (values unchanged)."""
-    def cut(t):
-        return t.detach() if isinstance(t, torch.Tensor) else t
-    update = UpdateState(cut(state.update.h), cut(state.update.c),
-                         type(state.update.moments)(state.update.moments.count,
-                                                    cut(state.update.moments.m),
-                                                    cut(state.update.moments.v)))
-    query = QueryState(cut(state.query.h), cut(state.query.c),
-                       type(state.query.moments)(state.query.moments.count,
-                                                 cut(state.query.moments.m),
-                                                 cut(state.query.moments.v)),
-                       cut(state.query.scales))
-    return RunState(state.x.detach(), update, query)
+def detach(state):
+    """Cut the graph at a truncation boundary: every tensor of the (nested) state, detached."""
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(detach(value) for value in state))
+    return state
 
 
 def unroll_step(fun, state: RunState, eps: torch.Tensor, update_net: CoordinateLSTM,
