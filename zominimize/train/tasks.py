@@ -14,6 +14,10 @@ networks see many scales of f.
   a small ridge term.
 * rosenbrock: the chained Rosenbrock function with a random curvature 10^U(0, 2).
 * softl1: robust regression, mean(sqrt(1 + r^2) - 1), r = A x - b with outliers.
+* l1reg: least squares plus an L1 penalty (non-smooth, like the attack's distortion term).
+
+The data-driven families use n = min(2 d, MAX_SAMPLES) samples, and quadratics are
+rotated up to d = MAX_ROTATED (diagonal above), so large d stays cheap to train on.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from typing import Callable
 
 import torch
 
-FAMILIES = ("nclsq", "quadratic", "logistic", "rosenbrock", "softl1")
+FAMILIES = ("nclsq", "quadratic", "logistic", "rosenbrock", "softl1", "l1reg")
+MAX_SAMPLES = 256
+MAX_ROTATED = 128
 
 
 @dataclass
@@ -54,7 +60,7 @@ def _rows(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def nclsq(gen, b: int, d: int) -> TaskBatch:
-    n = 2 * d
+    n = min(2 * d, MAX_SAMPLES)
     a = _normal(gen, b, n, d)
     y = (_rows(a, _normal(gen, b, d)) > 0).double()
     return TaskBatch("nclsq", lambda x: ((y - torch.sigmoid(_rows(a, x))) ** 2).mean(-1),
@@ -64,18 +70,18 @@ def nclsq(gen, b: int, d: int) -> TaskBatch:
 def quadratic(gen, b: int, d: int) -> TaskBatch:
     decades = _uniform(gen, (b, 1), 0.0, 3.0)
     eig = torch.exp(math.log(10) * decades * torch.rand(b, d, generator=gen, dtype=torch.float64))
-    q, _ = torch.linalg.qr(_normal(gen, b, d, d))
+    q = torch.linalg.qr(_normal(gen, b, d, d))[0] if d <= MAX_ROTATED else None
     center = _normal(gen, b, d)
 
     def fun(x):
-        z = _rows(q, x - center)
+        z = x - center if q is None else _rows(q, x - center)
         return 0.5 * (eig * z * z).sum(-1) / d
 
     return TaskBatch("quadratic", fun, torch.zeros(b, d, dtype=torch.float64))
 
 
 def logistic(gen, b: int, d: int) -> TaskBatch:
-    n = 2 * d
+    n = min(2 * d, MAX_SAMPLES)
     a = _normal(gen, b, n, d) / math.sqrt(d)
     margin = _rows(a, 3 * _normal(gen, b, d)) + 0.3 * _normal(gen, b, n)
     y = torch.where(margin > 0, 1.0, -1.0).double()
@@ -97,7 +103,7 @@ def rosenbrock(gen, b: int, d: int) -> TaskBatch:
 
 
 def softl1(gen, b: int, d: int) -> TaskBatch:
-    n = 2 * d
+    n = min(2 * d, MAX_SAMPLES)
     a = _normal(gen, b, n, d) / math.sqrt(d)
     target = _rows(a, _normal(gen, b, d)) + 0.1 * _normal(gen, b, n)
     outliers = torch.rand(b, n, generator=gen, dtype=torch.float64) < 0.1
@@ -110,8 +116,21 @@ def softl1(gen, b: int, d: int) -> TaskBatch:
     return TaskBatch("softl1", fun, torch.zeros(b, d, dtype=torch.float64))
 
 
+def l1reg(gen, b: int, d: int) -> TaskBatch:
+    n = min(2 * d, MAX_SAMPLES)
+    a = _normal(gen, b, n, d) / math.sqrt(d)
+    target = _rows(a, _normal(gen, b, d)) + 0.1 * _normal(gen, b, n)
+    penalty = torch.exp(math.log(10) * _uniform(gen, (b, 1), -2.0, -0.5))
+
+    def fun(x):
+        r = _rows(a, x) - target
+        return 0.5 * (r * r).mean(-1) + (penalty * x.abs()).mean(-1)
+
+    return TaskBatch("l1reg", fun, torch.zeros(b, d, dtype=torch.float64))
+
+
 MAKERS = {"nclsq": nclsq, "quadratic": quadratic, "logistic": logistic,
-          "rosenbrock": rosenbrock, "softl1": softl1}
+          "rosenbrock": rosenbrock, "softl1": softl1, "l1reg": l1reg}
 
 
 def sample(gen: torch.Generator, family: str, b: int, d: int,
