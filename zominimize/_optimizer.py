@@ -9,6 +9,7 @@ bounds and checks the stopping tests. ``minimize`` is a loop over these two call
 from __future__ import annotations
 
 import copy
+import math
 from collections import deque
 from typing import Any
 
@@ -70,6 +71,18 @@ def default_x_scale(x0: np.ndarray, box: Box) -> float:
     return max(float(np.sqrt(np.mean(x0 ** 2))), 1.0)
 
 
+#: Default smoothing radius in units of x_scale.
+MU_RELATIVE = 1e-4
+
+
+def default_step(base_step: float, x_scale, q: int, d: int):
+    """A method's default per-coordinate step: base_step * x_scale * sqrt(q / (q + d)).
+
+    ``x_scale`` may be a float or a tensor (meta-training computes it per task).
+    """
+    return base_step * x_scale * math.sqrt(q / (q + d))
+
+
 def resolve_settings(spec: MethodSpec, settings: dict, x0: np.ndarray, box: Box) -> dict:
     """Fill in the automatic defaults (x_scale, mu, step, maxfev) and check maxfev.
 
@@ -81,9 +94,9 @@ def resolve_settings(spec: MethodSpec, settings: dict, x0: np.ndarray, box: Box)
     if settings["x_scale"] is None:
         settings["x_scale"] = default_x_scale(x0, box)
     if settings["mu"] is None:
-        settings["mu"] = 1e-4 * settings["x_scale"]
+        settings["mu"] = MU_RELATIVE * settings["x_scale"]
     settings["d"] = d
-    settings["step"] = float(spec.base_step * settings["x_scale"] * np.sqrt(q / (q + d)))
+    settings["step"] = float(default_step(spec.base_step, settings["x_scale"], q, d))
     per_iteration = estimators.evaluations_per_iteration(settings["estimator"], q)
     if settings["maxfev"] is None:
         settings["maxfev"] = settings["maxiter"] * per_iteration
@@ -355,7 +368,7 @@ class ZOOptimizer:
         fallback = get_method(self._spec.fallback)
         d, q = self._x.size, self._settings["q"]
         settings = dict(self._settings, step=float(
-            fallback.base_step * self._settings["x_scale"] * np.sqrt(q / (q + d))))
+            default_step(fallback.base_step, self._settings["x_scale"], q, d)))
         self._rule = fallback.make_rule(settings)
         self._rule_state = self._rule.init(d)
         self._sampler = samplers.standard()

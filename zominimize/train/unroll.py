@@ -17,12 +17,12 @@ differences (the paper's black-box option).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 
+from .._optimizer import MU_RELATIVE, default_step
 from ..learned.nets import CoordinateLSTM, initial_moments
 from ..learned.rule import QueryState, UpdateState, query_step, update_step
 
@@ -33,7 +33,7 @@ class UnrollSettings:
 
     q: int = 20
     base_step: float = 0.1        # lr = base_step * x_scale * sqrt(q / (q + d))
-    mu_relative: float = 1e-4     # mu = mu_relative * x_scale
+    mu_relative: float = MU_RELATIVE  # mu = mu_relative * x_scale
     features: str = "rms"
     use_query: bool = False       # queries along the QueryRNN's scales
     train_query: bool = False     # let the meta-gradient reach the QueryRNN
@@ -50,7 +50,7 @@ def step_sizes(x0: torch.Tensor, settings: UnrollSettings):
     """(lr, mu), each (B, 1), from x_scale = max(RMS(x0), 1) as ZOOptimizer's default."""
     d = x0.shape[-1]
     x_scale = x0.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1.0)
-    lr = settings.base_step * x_scale * math.sqrt(settings.q / (settings.q + d))
+    lr = default_step(settings.base_step, x_scale, settings.q, d)
     return lr, settings.mu_relative * x_scale
 
 
