@@ -8,6 +8,7 @@
 Sections of the report:
 
 * header and "How to read";
+* the learned optimizer's goals (see :mod:`benchmarks.goals`): met or missed;
 * speed: ms per iteration against the floor, peak memory, workers, goals;
 * each non-BBOB suite (nclsq, attack): queries to reach each target, final best
   value, wall time (attack: success rate and distortion), errors, and a plot of
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import goals
 from benchmarks.measures import (Group, SuiteRuns, fraction_solved, median_final, number,
                                  plural, bbob_precisions, ert_by_function, final_stats,
                                  fmt_loss, fmt_power, load_suites, quantiles, reached_stats,
@@ -178,6 +180,26 @@ def _by_int(mapping: dict | None) -> dict:
         except (TypeError, ValueError):
             out[k] = v
     return out
+
+
+def goals_section(suites: list[SuiteRuns]) -> str:
+    """The learned optimizer's goals that this run can check, each met or missed."""
+    rows = goals.evaluate(suites)
+    if not rows:
+        return ""
+    table = markdown_table(
+        ["goal", "suite", "figure", "", "how"],
+        [[str(r["goal"]), r["suite"], r["figure"], "met" if r["met"] else "**MISSED**",
+          r["detail"]] for r in rows], "lllll")
+    return "\n".join(["## Learned optimizer goals", "",
+                      "l2l-zo with default options against the classic ZO methods on problems "
+                      "it never saw: (1) nclsq, the loss of the best tuned classic method in at "
+                      "most half the evaluations; (2) attack, 2x fewer queries to the best tuned "
+                      "classic method's final mean loss, lower final mean loss, success rate at "
+                      "least as high; (3) BBOB, median final distance no worse than zo-adamm's on "
+                      f"at least {goals.BBOB_WINS} of 24 functions at a budget of "
+                      f"{goals.BBOB_BUDGET_PER_DIM} d; (4) median final never above zo-adamm's "
+                      "75th percentile.", "", table])
 
 
 def speed_section(speed: dict) -> str:
@@ -459,6 +481,9 @@ def write_report(results: dict, out: Path) -> str:
     colours = solver_colours(suites)
     notes: list[str] = []
     sections = [header_section(results, suites)]
+    learned_goals = goals_section(suites)
+    if learned_goals:
+        sections.append(learned_goals)
     if results.get("speed"):
         sections.append(speed_section(results["speed"]))
     sections += [suite_section(s, out, colours, notes) for s in suites if not s.is_bbob]

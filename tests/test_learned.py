@@ -14,7 +14,7 @@ from zominimize.learned import weights  # noqa: E402
 from zominimize.learned.rule import resolve_device  # noqa: E402
 from zominimize.train import tasks  # noqa: E402
 from zominimize.train.config import StageConfig, TrainConfig  # noqa: E402
-from zominimize.train.trainer import Trainer  # noqa: E402
+from zominimize.train.trainer import AdamInFeatures, Trainer  # noqa: E402
 from zominimize.train.unroll import (UnrollSettings, initial_state, step_sizes,  # noqa: E402
                                      unroll_step)
 
@@ -30,20 +30,26 @@ def quadratic_torch(x):
     return 0.5 * (scale * (x - 1.0) ** 2).sum(-1)
 
 
-def random_nets(seed=0, features="rms"):
+def random_nets(seed=0, features="rms", step_form="direct"):
     torch.manual_seed(seed)
-    update, query = learned_nets.make_nets(features)
+    update, query = learned_nets.make_nets(features, step_form)
     with torch.no_grad():  # larger heads than at initialisation, so the nets matter
         update.head.weight.mul_(30)
         query.head.weight.mul_(30)
     return update, query
 
 
-@pytest.fixture
-def weights_dir(tmp_path):
+@pytest.fixture(params=learned_nets.STEP_FORMS)
+def weights_dir(tmp_path, request):
     folder = tmp_path / "weights"
-    weights.save(folder, "l2l-zo", random_nets(), "rms", {"note": "random, for tests"})
+    weights.save(folder, "l2l-zo", random_nets(step_form=request.param), "rms", request.param,
+                 {"note": "random, for tests"})
+    weights.load.cache_clear()
     return folder
+
+
+def step_form_of(folder):
+    return json.loads((folder / "manifest.json").read_text())["weights"]["l2l-zo"]["step_form"]
 
 
 def run(weights_dir, method="l2l-zo", **options):
@@ -56,7 +62,7 @@ def run(weights_dir, method="l2l-zo", **options):
 
 def test_saved_weights_load_back_identical(weights_dir):
     entry, tensors = weights.load(str(weights_dir), "l2l-zo")
-    update, query = random_nets()
+    update, query = random_nets(step_form=step_form_of(weights_dir))
     for key, value in update.state_dict().items():
         assert torch.equal(tensors["update"][key], value)
     for key, value in query.state_dict().items():
@@ -88,6 +94,7 @@ def _edit_manifest(folder, change):
     (_corrupt, "sha256"),
     (lambda f: (f / "l2l-zo.pt").unlink(), "missing"),
     (lambda f: _edit_manifest(f, lambda e: e["architecture"].update(hidden=20)), "architecture"),
+    (lambda f: _edit_manifest(f, lambda e: e.update(step_form="sideways")), "step_form"),
     (lambda f: (f / "manifest.json").write_text("{not json"), "JSON"),
     (lambda f: (f / "manifest.json").unlink(), "no weights manifest"),
 ])
@@ -104,7 +111,7 @@ def test_damaged_weights_raise_naming_the_file(weights_dir, damage, message):
 
 def test_pickled_code_is_never_executed(tmp_path):
     folder = tmp_path / "evil"
-    weights.save(folder, "l2l-zo", random_nets(), "rms", {})
+    weights.save(folder, "l2l-zo", random_nets(), "rms", "direct", {})
 
     class Payload:
         def __reduce__(self):
@@ -124,8 +131,9 @@ def test_one_inference_step_equals_one_training_unroll_step(weights_dir):
     opt = zominimize.ZOOptimizer("l2l-zo", np.zeros(D), weights=str(weights_dir), seed=3,
                                  q=q, query_ratio=1.0, device="cpu")
     settings = opt.settings
-    update, query = random_nets()
-    unroll = UnrollSettings(q=q, use_query=True)
+    step_form = step_form_of(weights_dir)
+    update, query = random_nets(step_form=step_form)
+    unroll = UnrollSettings(q=q, use_query=True, step_form=step_form)
     x0 = torch.zeros(1, D, dtype=torch.float64)
     lr, mu = step_sizes(x0, unroll)
     assert lr.item() == pytest.approx(settings["step"]) and mu.item() == pytest.approx(settings["mu"])
@@ -152,7 +160,7 @@ def sabotaged_weights(folder, head):
     update, query = random_nets()
     with torch.no_grad():
         update.head.weight.fill_(head)
-    weights.save(folder, "l2l-zo", (update, query), "rms", {})
+    weights.save(folder, "l2l-zo", (update, query), "rms", "direct", {})
     weights.load.cache_clear()
     return folder
 
@@ -253,9 +261,10 @@ def tiny_config(**changes):
     return TrainConfig(**base)
 
 
-def test_tiny_training_lowers_the_meta_loss_and_writes_loadable_weights(tmp_path):
+@pytest.mark.parametrize("step_form", learned_nets.STEP_FORMS)
+def test_tiny_training_lowers_the_meta_loss_and_writes_loadable_weights(tmp_path, step_form):
     torch.set_num_threads(1)
-    trainer = Trainer(tiny_config(), tmp_path)
+    trainer = Trainer(tiny_config(step_form=step_form), tmp_path)
     references = trainer.baseline()
     before = references["untrained"]["meta_loss"]
     progress = trainer.run(report=lambda line: None)
@@ -303,6 +312,46 @@ def test_task_families_are_differentiable_and_nonnegative():
         assert task.fun(torch.zeros(5, 3, 6, dtype=torch.float64)).shape == (5, 3)
 
 
+def test_adam_step_form_with_a_zero_head_is_zo_adam():
+    """The "adam" form starts as ZO-Adam: with zero head weights it takes Adam's steps."""
+    update, query = learned_nets.make_nets("rms", "adam")
+    with torch.no_grad():
+        update.head.weight.zero_()
+    gen = torch.Generator().manual_seed(0)
+    task = tasks.sample(gen, "quadratic", 2, 7)
+    paths = []
+    for net, form in ((update, "adam"), (AdamInFeatures("direct"), "direct")):
+        settings = UnrollSettings(q=4, step_form=form)
+        lr, mu = step_sizes(task.x0, settings)
+        state = initial_state(task.x0, net, query)
+        draws = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for _ in range(5):
+                eps = torch.randn(4, 2, 7, generator=draws, dtype=torch.float64)
+                state, *_ = unroll_step(task.fun, state, eps, net, query, lr, mu, settings)
+        paths.append(state.x)
+    torch.testing.assert_close(paths[0], paths[1])
+    assert not torch.equal(paths[0], task.x0)
+
+
+def test_adam_step_form_bounds_the_multiplier():
+    out = torch.tensor([[1e6, -1e6, 0.0], [0.0, 0.0, 0.5]], dtype=torch.float64)
+    step = learned_nets.adam_corrected_step(out, torch.ones(3, dtype=torch.float64))
+    bound = np.exp(learned_nets.LOG_RANGE)
+    torch.testing.assert_close(step, torch.tensor([-bound, -1 / bound, -0.5],
+                                                  dtype=torch.float64))
+
+
+@pytest.mark.parametrize("features, step_form, message", [
+    ("raw", "adam", "step_form='adam'"), ("rms", "sideways", "step_form"),
+    ("scaled", "direct", "features")])
+def test_bad_designs_name_the_setting(features, step_form, message):
+    with pytest.raises(ValueError, match=message):
+        learned_nets.make_nets(features, step_form)
+    with pytest.raises(ValueError, match=message):
+        tiny_config(features=features, step_form=step_form)
+
+
 def test_zo_meta_gradient_matches_autograd():
     from zominimize.train.unroll import value
     x = torch.tensor([[0.3, -0.2, 0.5]], dtype=torch.float64, requires_grad=True)
@@ -312,9 +361,10 @@ def test_zo_meta_gradient_matches_autograd():
     torch.testing.assert_close(zo, auto, rtol=1e-6, atol=1e-8)
 
 
-def test_blocked_inference_path_equals_the_differentiable_one():
+@pytest.mark.parametrize("outputs", [1, 2])
+def test_blocked_inference_path_equals_the_differentiable_one(outputs):
     torch.manual_seed(0)
-    net = learned_nets.CoordinateLSTM(2)
+    net = learned_nets.CoordinateLSTM(2, outputs=outputs)
     d = 3 * learned_nets.CHUNK + 123  # large enough for blocks, with a ragged last one
     inputs, h, c = torch.randn(2, d), torch.randn(10, d), torch.randn(10, d)
     with torch.no_grad():

@@ -73,7 +73,8 @@ def update_rule(weight_set: str):
     def make_rule(settings: dict):
         from .rule import learned_rule
         entry, update, _, device, lr = parts(settings, weight_set)
-        return learned_rule(update, lr, entry.get("features", "rms"), device)
+        return learned_rule(update, lr, entry.get("features", "rms"),
+                            entry.get("step_form", "direct"), device)
 
     return make_rule
 

@@ -10,10 +10,17 @@ their running RMS (the RNNprop / Adam features)::
     m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2
     inputs = [g / sqrt(v^), m^ / sqrt(v^)]      (^: bias-corrected)
 
-which do not change when f or x is rescaled, and outputs the step in units of the
-run's step size: x <- x + lr * out. (The paper's net reads the raw g and outputs
-an absolute step, which ties the weights to one problem scale; ``features="raw"``
-keeps that design for the ablation.)
+which do not change when f or x is rescaled. What it outputs depends on the step
+form:
+
+* ``"adam"`` (the shipped l2l-zo): two numbers (a, b) per coordinate that correct
+  ZO-Adam's step, x <- x + lr * (-exp(A tanh(a / A)) m^ / rms + b), A = LOG_RANGE.
+  With a zero head this *is* ZO-Adam, so training starts from a sound method and
+  the multiplier of Adam's step stays within exp(+-A).
+* ``"direct"``: one number, the step in units of the run's step size,
+  x <- x + lr * out. (The paper's net reads the raw g and outputs an absolute
+  step, which ties the weights to one problem scale; ``features="raw"`` keeps
+  that design for the ablation.)
 
 QueryRNN reads the previous normalised estimate and the previous step (in units of
 lr) and outputs o; the query directions are u = eps * |s| with eps ~ N(0, I) and
@@ -35,6 +42,9 @@ HIDDEN = 10
 CHUNK = 16384
 HEAD_SCALE = 0.1
 FEATURE_SETS = ("rms", "raw")
+STEP_FORMS = ("direct", "adam")
+#: The "adam" step form multiplies Adam's step by at most exp(LOG_RANGE) (or divides it).
+LOG_RANGE = 3.0
 #: Decays of the running moments the "rms" features are normalised by.
 BETA1, BETA2 = 0.9, 0.999
 #: Floor of the normalising RMS, relative to the largest RMS of the step (float64).
@@ -58,19 +68,20 @@ class _LSTMWeights(nn.Module):
 
 
 class CoordinateLSTM(nn.Module):
-    """One LSTM cell shared by all coordinates, with a linear head to one output.
+    """One LSTM cell shared by all coordinates, with a linear head to ``outputs`` numbers.
 
     As in the paper: no biases, hidden size 10, head weights scaled by 0.1 at
     initialisation so that the first outputs are small. Coordinates run along the
-    last axis: inputs (..., n, d), states (..., H, d), outputs (..., d). With d
+    last axis: inputs (..., n, d), states (..., H, d), outputs (..., d) for one
+    output and (..., outputs, d) for several. With d
     contiguous, each gate is one contiguous block, which makes the cell about
     as fast as memory allows at d = 10^6 (the same arithmetic as nn.LSTMCell).
     """
 
-    def __init__(self, n_inputs: int, hidden: int = HIDDEN):
+    def __init__(self, n_inputs: int, hidden: int = HIDDEN, outputs: int = 1):
         super().__init__()
         self.cell = _LSTMWeights(n_inputs, hidden)
-        self.head = nn.Linear(hidden, 1, bias=False)
+        self.head = nn.Linear(hidden, outputs, bias=False)
         with torch.no_grad():
             self.head.weight.mul_(HEAD_SCALE)
 
@@ -85,7 +96,7 @@ class CoordinateLSTM(nn.Module):
         return zeros, zeros.clone()
 
     def forward(self, inputs: torch.Tensor, state):
-        """inputs (..., n, d) float32 -> (output (..., d), new (h, c) of shape (..., H, d)).
+        """inputs (..., n, d) float32 -> (output, new (h, c) of shape (..., H, d)).
 
         Without autograd and for large d, the coordinates go through in blocks of
         CHUNK, computed in place, so that the gates stay in cache (three times as
@@ -98,7 +109,7 @@ class CoordinateLSTM(nn.Module):
         n = inputs.shape[-2]
         weights = torch.cat([self.cell.weight_ih, self.cell.weight_hh], dim=1)  # (4H, n + H)
         stacked = inputs.new_empty(inputs.shape[:-2] + (n + self.hidden, CHUNK))
-        out = inputs.new_empty(inputs.shape[:-2] + (d,))
+        out = inputs.new_empty(inputs.shape[:-2] + (self.head.out_features, d))
         h_new, c_new = torch.empty_like(h), torch.empty_like(c)
         for start in range(0, d, CHUNK):
             block = slice(start, start + CHUNK)
@@ -108,8 +119,11 @@ class CoordinateLSTM(nn.Module):
             xh[..., n:, :] = h[..., block]
             self._step_into(torch.matmul(weights, xh), c[..., block],
                             h_new[..., block], c_new[..., block])
-            out[..., block] = torch.matmul(self.head.weight, h_new[..., block]).squeeze(-2)
-        return out, (h_new, c_new)
+            out[..., block] = torch.matmul(self.head.weight, h_new[..., block])
+        return self._squeezed(out), (h_new, c_new)
+
+    def _squeezed(self, out: torch.Tensor) -> torch.Tensor:
+        return out.squeeze(-2) if self.head.out_features == 1 else out
 
     def _step_into(self, gates, c, h_out, c_out) -> None:
         """The arithmetic of :meth:`_step` from the gates' pre-activations, in place into
@@ -129,8 +143,7 @@ class CoordinateLSTM(nn.Module):
         i, f, g, o = (gates.narrow(-2, k * hidden, hidden) for k in range(4))
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
-        out = torch.matmul(self.head.weight, h).squeeze(-2)
-        return out, (h, c)
+        return self._squeezed(torch.matmul(self.head.weight, h)), (h, c)
 
 
 def _tanh_(x: torch.Tensor) -> torch.Tensor:
@@ -189,8 +202,29 @@ def query_scales(output: torch.Tensor) -> torch.Tensor:
     return s * (d ** 0.5 / s.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
 
-def make_nets(features: str = "rms") -> tuple[CoordinateLSTM, CoordinateLSTM]:
-    """A fresh (UpdateRNN, QueryRNN) pair; both take 2 inputs per coordinate."""
+def adam_corrected_step(out: torch.Tensor, m_normalised: torch.Tensor) -> torch.Tensor:
+    """The "adam" step form, in units of lr: -exp(A tanh(a / A)) m^ / rms + b.
+
+    ``out`` (..., 2, d) holds (a, b); ``m_normalised`` (..., d) is m^ / rms.
+    """
+    a, b = out.unbind(-2)
+    multiplier = torch.exp(LOG_RANGE * torch.tanh(a / LOG_RANGE))
+    return b - multiplier * m_normalised
+
+
+def check_design(features: str, step_form: str) -> None:
+    """Raise ValueError for an unknown feature set or step form, or a pair that cannot work."""
     if features not in FEATURE_SETS:
         raise ValueError(f"features must be one of {FEATURE_SETS}, got {features!r}")
-    return CoordinateLSTM(2), CoordinateLSTM(2)
+    if step_form not in STEP_FORMS:
+        raise ValueError(f"step_form must be one of {STEP_FORMS}, got {step_form!r}")
+    if step_form == "adam" and features != "rms":
+        raise ValueError(f"step_form='adam' corrects Adam's step, read off the 'rms' "
+                         f"features; features={features!r} has none")
+
+
+def make_nets(features: str = "rms", step_form: str = "direct"
+              ) -> tuple[CoordinateLSTM, CoordinateLSTM]:
+    """A fresh (UpdateRNN, QueryRNN) pair; both take 2 inputs per coordinate."""
+    check_design(features, step_form)
+    return CoordinateLSTM(2, outputs=2 if step_form == "adam" else 1), CoordinateLSTM(2)

@@ -15,8 +15,8 @@ import torch
 
 from ..rules import Rule
 from ..samplers import Sampler
-from .nets import (CoordinateLSTM, Moments, initial_moments, normalised, query_inputs,
-                   query_scales, update_inputs)
+from .nets import (CoordinateLSTM, Moments, adam_corrected_step, initial_moments, normalised,
+                   query_inputs, query_scales, update_inputs)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -48,18 +48,24 @@ class UpdateState(NamedTuple):
 
 
 def update_step(net: CoordinateLSTM, g: torch.Tensor, state: UpdateState, lr: float,
-                features: str) -> tuple[torch.Tensor, UpdateState]:
+                features: str, step_form: str) -> tuple[torch.Tensor, UpdateState]:
     """One UpdateRNN step: the step (float64, d) for the estimate g, and the new state.
 
-    'rms' features: step = lr * output; 'raw' (the paper's): step = output.
+    Step form "adam": lr times Adam's step corrected by the output (see
+    ``nets.adam_corrected_step``); "direct" with 'rms' features: lr * output;
+    "direct" with 'raw' features (the paper's): the output itself.
     """
     inputs, moments = update_inputs(g, state.moments, features)
     out, (h, c) = net(inputs, (state.h, state.c))
-    step = out.double() * (lr if features == "rms" else 1.0)
+    if step_form == "adam":
+        step = lr * adam_corrected_step(out.double(), inputs[..., 1, :].double())
+    else:
+        step = out.double() * (lr if features == "rms" else 1.0)
     return step, UpdateState(h, c, moments)
 
 
-def learned_rule(net: CoordinateLSTM, lr: float, features: str, device) -> Rule:
+def learned_rule(net: CoordinateLSTM, lr: float, features: str, step_form: str,
+                 device) -> Rule:
     """The UpdateRNN as a Rule."""
 
     def init(d: int) -> UpdateState:
@@ -67,7 +73,8 @@ def learned_rule(net: CoordinateLSTM, lr: float, features: str, device) -> Rule:
 
     @torch.no_grad()
     def update(g: np.ndarray, state: UpdateState):
-        step, state = update_step(net, torch.as_tensor(g, device=device), state, lr, features)
+        step, state = update_step(net, torch.as_tensor(g, device=device), state, lr, features,
+                                  step_form)
         return step.cpu().numpy(), state
 
     def export(state: UpdateState) -> dict:

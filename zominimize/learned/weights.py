@@ -2,7 +2,8 @@
 
 A weights folder holds ``manifest.json`` and one ``.pt`` file per weight set. The
 manifest records the format version and, for each named set, its file, sha256,
-architecture, feature set, and how it was trained (configuration, task families,
+architecture, feature set, step form (absent for sets written before step forms
+existed: "direct"), and how it was trained (configuration, task families,
 command, final metrics). Files are read with ``torch.load(weights_only=True)``: no
 pickled code is ever executed. The hash and the architecture are checked before
 the tensors are used; every problem raises WeightsError naming the file and what
@@ -24,11 +25,15 @@ MANIFEST = "manifest.json"
 DEFAULT_SET = "l2l-zo"
 
 
-def architecture() -> dict:
-    """The architecture this version of zominimize builds (compared with the manifest's)."""
-    from .nets import HEAD_SCALE, HIDDEN
-    return {"cell": "lstm", "hidden": HIDDEN, "inputs": 2, "bias": False,
-            "head_scale": HEAD_SCALE, "nets": ["update", "query"]}
+def architecture(step_form: str = "direct") -> dict:
+    """The architecture this version of zominimize builds for a step form (compared with
+    the manifest's). The "adam" form's UpdateRNN has two outputs per coordinate."""
+    from .nets import HEAD_SCALE, HIDDEN, LOG_RANGE
+    layout = {"cell": "lstm", "hidden": HIDDEN, "inputs": 2, "bias": False,
+              "head_scale": HEAD_SCALE, "nets": ["update", "query"]}
+    if step_form == "adam":
+        layout.update(update_outputs=2, log_range=LOG_RANGE)
+    return layout
 
 
 def shipped_dirs() -> list[Path]:
@@ -106,7 +111,12 @@ def load(location: str | None = None, name: str | None = None) -> tuple[dict, di
     if actual != entry.get("sha256"):
         raise WeightsError(f"{file}: sha256 {actual} does not match the manifest's "
                            f"{entry.get('sha256')} (corrupt or replaced file)")
-    expected = architecture()
+    from .nets import check_design
+    try:
+        check_design(entry.get("features", "rms"), entry.get("step_form", "direct"))
+    except ValueError as exc:
+        raise WeightsError(f"{file}: {exc}") from None
+    expected = architecture(entry.get("step_form", "direct"))
     if entry.get("architecture") != expected:
         raise WeightsError(f"{file}: architecture {entry.get('architecture')} does not "
                            f"match this zominimize's {expected}")
@@ -123,7 +133,7 @@ def load(location: str | None = None, name: str | None = None) -> tuple[dict, di
 def build_nets(entry: dict, tensors: dict, device):
     """The (UpdateRNN, QueryRNN) of a loaded weight set, on ``device``, in eval mode."""
     from .nets import make_nets
-    update, query = make_nets(entry.get("features", "rms"))
+    update, query = make_nets(entry.get("features", "rms"), entry.get("step_form", "direct"))
     for net, key in ((update, "update"), (query, "query")):
         try:
             net.load_state_dict(tensors[key])
@@ -135,7 +145,8 @@ def build_nets(entry: dict, tensors: dict, device):
     return update, query
 
 
-def save(folder: Path, name: str, nets: tuple, features: str, training: dict) -> Path:
+def save(folder: Path, name: str, nets: tuple, features: str, step_form: str,
+         training: dict) -> Path:
     """Write a weight set and its manifest entry (the format :func:`load` reads).
 
     Other sets already in the folder's manifest are kept.
@@ -154,7 +165,8 @@ def save(folder: Path, name: str, nets: tuple, features: str, training: dict) ->
         manifest = (read_manifest(manifest_path) if manifest_path.is_file()
                     else {"format_version": FORMAT_VERSION, "weights": {}})
         manifest["weights"][name] = {"file": file.name, "sha256": sha256(file),
-                                     "architecture": architecture(), "features": features,
+                                     "architecture": architecture(step_form),
+                                     "features": features, "step_form": step_form,
                                      "training": training}
         manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     load.cache_clear()

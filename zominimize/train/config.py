@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..learned.nets import check_design
 from .tasks import FAMILIES
 
 
@@ -21,6 +22,7 @@ class TrainConfig:
 
     name: str = "l2l-zo"
     features: str = "rms"
+    step_form: str = "direct"        # or "adam": the UpdateRNN corrects ZO-Adam's step
     seed: int = 0
     q: int = 20
     steps: int = 200                 # T, optimizer steps per episode
@@ -39,8 +41,7 @@ class TrainConfig:
     validation_seed: int = 10_000
 
     def __post_init__(self):
-        if self.features not in ("rms", "raw"):
-            raise ValueError(f"features must be 'rms' or 'raw', got {self.features!r}")
+        check_design(self.features, self.step_form)
         if self.meta_gradient not in ("autograd", "zo"):
             raise ValueError(f"meta_gradient must be 'autograd' or 'zo', got {self.meta_gradient!r}")
         unknown = set(self.families) - set(FAMILIES)

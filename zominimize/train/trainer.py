@@ -33,6 +33,7 @@ def unroll_settings(config: TrainConfig, stage: str) -> UnrollSettings:
     """The unroll of a stage: stage 1 trains the steps, stage 2 the queries."""
     return UnrollSettings(q=config.q, base_step=config.base_step,
                           mu_relative=config.mu_relative, features=config.features,
+                          step_form=config.step_form,
                           use_query=stage == "stage2", train_query=stage == "stage2",
                           meta_gradient=config.meta_gradient)
 
@@ -100,16 +101,24 @@ def validate(update_net, query_net, config: TrainConfig, stage: str,
 
 class AdamInFeatures(torch.nn.Module):
     """ZO-Adam written as an UpdateRNN: step = -lr * m^ / sqrt(v^), read off the 'rms'
-    features (beta1 0.9, beta2 0.999). A reference the learned net can represent exactly."""
+    features (beta1 0.9, beta2 0.999). A reference the learned net can represent exactly:
+    in the "direct" step form it outputs -m^ / rms, in the "adam" form no correction."""
 
     hidden = 1
+
+    def __init__(self, step_form: str):
+        super().__init__()
+        self.step_form = step_form
 
     def initial_state(self, shape, device=None):
         zeros = torch.zeros(*shape[:-1], 1, shape[-1], device=device)
         return zeros, zeros.clone()
 
     def forward(self, inputs, state):
-        return -inputs[..., 1, :], state  # inputs (..., 2, d): [g / rms, m^ / rms]
+        m_normalised = inputs[..., 1, :]  # inputs (..., 2, d): [g / rms, m^ / rms]
+        if self.step_form == "adam":
+            return torch.zeros_like(inputs), state
+        return -m_normalised, state
 
 
 def _sample_task(config: TrainConfig, gen: torch.Generator) -> tasks.TaskBatch:
@@ -128,7 +137,8 @@ class Trainer:
         self.out = Path(out)
         self.checkpoint = checkpoint or self.out / "checkpoints" / f"{config.name}.pt"
         torch.manual_seed(config.seed)
-        self.update_net, self.query_net = learned_nets.make_nets(config.features)
+        self.update_net, self.query_net = learned_nets.make_nets(config.features,
+                                                                 config.step_form)
         self.gen = torch.Generator().manual_seed(config.seed)
         self.held_out = validation_set(config)
         self.progress = {"stage": STAGES[0], "episode": 0, "best": {}, "history": [],
@@ -214,11 +224,12 @@ class Trainer:
     def baseline(self) -> dict:
         """Validation scores of references: the untrained nets, and ZO-Adam in the same
         features (None for the 'raw' feature set, which has no RMS)."""
-        fresh_update, fresh_query = learned_nets.make_nets(self.config.features)
+        fresh_update, fresh_query = learned_nets.make_nets(self.config.features,
+                                                            self.config.step_form)
         scores = {"untrained": validate(fresh_update, fresh_query, self.config, "stage1",
                                         self.held_out)}
         if self.config.features == "rms":
-            scores["zo-adam"] = validate(AdamInFeatures(), fresh_query, self.config, "stage1",
+            scores["zo-adam"] = validate(AdamInFeatures(self.config.step_form), fresh_query, self.config, "stage1",
                                          self.held_out)
         return scores
 
@@ -233,4 +244,4 @@ class Trainer:
                     "episodes": {s: getattr(self.config, s).episodes for s in STAGES},
                     "torch": torch.__version__}
         return weights.save(self.out, self.config.name, (self.update_net, self.query_net),
-                            self.config.features, training)
+                            self.config.features, self.config.step_form, training)

@@ -35,6 +35,7 @@ class UnrollSettings:
     base_step: float = 0.1        # lr = base_step * x_scale * sqrt(q / (q + d))
     mu_relative: float = MU_RELATIVE  # mu = mu_relative * x_scale
     features: str = "rms"
+    step_form: str = "direct"
     use_query: bool = False       # queries along the QueryRNN's scales
     train_query: bool = False     # let the meta-gradient reach the QueryRNN
     meta_gradient: str = "autograd"
@@ -89,7 +90,8 @@ def unroll_step(fun, state: RunState, eps: torch.Tensor, update_net: CoordinateL
     if not settings.train_query:
         f_q = f_q.detach()
     g = (((f_q - f_x) / mu.reshape(-1)).unsqueeze(-1) * u).mean(0)  # mu: (B, 1)
-    step, update = update_step(update_net, g, state.update, lr, settings.features)
+    step, update = update_step(update_net, g, state.update, lr, settings.features,
+                               settings.step_form)
     query, out = state.query, None
     if settings.use_query:
         query, out = query_step(query_net, g.detach(), step.detach(), state.query, lr)
