@@ -1,4 +1,4 @@
-"""Command line of the benchmark suite: ``python -m benchmarks [--quick | --full]``.
+"""Command line of the benchmark suite: ``python -m benchmarks [--quick | --full | --goals]``.
 
 Runs the speed suite and the problem suites (the L2L paper's non-convex least
 squares, the black-box attack on a real MNIST LeNet5, COCO/BBOB), tunes each
@@ -18,7 +18,7 @@ from pathlib import Path
 from benchmarks import speed
 from benchmarks.runner import problem_for, run_all
 from benchmarks.solvers import all_solvers
-from benchmarks.suites import GRID, Suite, suites
+from benchmarks.suites import GRID, Suite, goal_suites, suites
 from benchmarks.tuning import best_lrs, tuning_runs
 
 
@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="the short run (default, ~5 min)")
     size.add_argument("--full", action="store_true", help="the long run")
+    size.add_argument("--goals", action="store_true",
+                      help="the full run's nclsq d=100/1000, attack and BBOB suites with "
+                           "zominimize's methods only: checks the learned optimizer's goals")
     parser.add_argument("--only", action="append", metavar="KEY",
                         help="run only suites whose key starts with KEY (speed, nclsq, "
                              "attack, bbob; repeatable)")
@@ -65,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"),
                         help="folder for the records, tables and plots")
     args = parser.parse_args(argv)
-    quick = not args.full
-    mode = "quick" if quick else "full"
+    quick = not (args.full or args.goals)
+    mode = "quick" if quick else "full" if args.full else "goals"
     out = args.out / mode
     out.mkdir(parents=True, exist_ok=True)
     wanted = lambda key: not args.only or any(key.startswith(o) for o in args.only)  # noqa: E731
@@ -74,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     results = {"mode": mode, "python": platform.python_version(), "machine": platform.machine(),
                "cpus": os.cpu_count(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                "command": f"python -m benchmarks --{mode}", "suites": {}}
-    if wanted("speed"):
+    if wanted("speed") and not args.goals:
         results["speed"] = speed.run(quick=quick)
-    for suite in suites(quick):
+    for suite in goal_suites() if args.goals else suites(quick):
         if wanted(suite.key):
             t = time.perf_counter()
             results["suites"][suite.key] = run_suite(suite, quick, args.workers)

@@ -8,7 +8,7 @@ foolbox's test digits), other instances (BBOB).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,21 @@ def suites(quick: bool) -> list[Suite]:
                 attack(images=4, seeds=1, tune=2, exclude={"ng-ngopt"}),
                 bbob(10, instances=[1], seeds=1, budget_per_dim=200, exclude=SLOW_PEERS)]
     return [nclsq(100, instances=10, seeds=3, iterations=200),
-            nclsq(1000, instances=4, seeds=2, iterations=1000),
+            nclsq(1000, instances=5, seeds=2, iterations=1000),
             nclsq(10000, instances=2, seeds=1, iterations=1000, tune=1),
             attack(images=19, seeds=2, tune=3),
             bbob(10, instances=[1, 2, 3], seeds=2, budget_per_dim=1000, exclude={"ng-ngopt"}),
             bbob(40, instances=[1, 2, 3], seeds=2, budget_per_dim=1000, exclude=SLOW_PEERS)]
+
+
+def goal_suites() -> list[Suite]:
+    """The suites of ``--full`` that the learned optimizer's goals are stated on (see
+    :mod:`benchmarks.goals`), with zominimize's methods only: no peers. nclsq at
+    d = 10^4 is left out (no goal names it, and it costs most of the full run)."""
+    from benchmarks.solvers import all_solvers
+    peers = frozenset(s.name for s in all_solvers().values() if s.group != "zominimize")
+    return [replace(s, exclude=s.exclude | peers) for s in suites(quick=False)
+            if s.key != "nclsq-d10000"]
 
 
 GRID = {True: (1 / 9, 1 / 3, 1.0, 3.0, 9.0), False: (1 / 27, 1 / 9, 1 / 3, 1.0, 3.0, 9.0, 27.0)}

@@ -149,6 +149,24 @@ def test_quick_suites_cover_each_family():
     assert "attack" in keys and any(k.startswith("bbob") for k in keys)
 
 
+def test_goal_suites_have_the_sizes_the_goals_are_stated_for():
+    pytest.importorskip("torch")
+    from benchmarks import goals
+    from benchmarks.solvers import all_solvers
+    from benchmarks.suites import goal_suites
+    peers = {s.name for s in all_solvers().values() if s.group == "peer"}
+    by_key = {s.key: s for s in goal_suites()}
+    assert {"nclsq-d100", "nclsq-d1000", "attack", "bbob-d10", "bbob-d40"} == set(by_key)
+    for suite in by_key.values():
+        assert peers <= suite.exclude
+    for key in ("nclsq-d100", "nclsq-d1000"):
+        assert len(by_key[key].test) * len(by_key[key].seeds) >= goals.MIN_RUNS
+    for dim in (10, 40):
+        suite = by_key[f"bbob-d{dim}"]
+        assert suite.budget == goals.BBOB_BUDGET_PER_DIM * dim
+        assert {spec["fid"] for spec in suite.test} == set(range(1, 25))
+
+
 def test_a_tiny_suite_runs_end_to_end_into_a_report(tmp_path):
     pytest.importorskip("matplotlib")
     from benchmarks.__main__ import run_suite
