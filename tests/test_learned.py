@@ -373,3 +373,30 @@ def test_blocked_inference_path_equals_the_differentiable_one(outputs):
     torch.testing.assert_close(blocked[0], differentiable[0].detach())
     torch.testing.assert_close(blocked[1][0], differentiable[1][0].detach())
     torch.testing.assert_close(blocked[1][1], differentiable[1][1].detach())
+
+
+def test_vs_adam_meta_loss_scores_zo_adam_at_log_2():
+    """The "vs-adam" meta-loss compares with ZO-Adam on the same draws: ZO-Adam itself
+    scores log(1 + 1) at every step, and a trained net below that is ahead of it."""
+    from zominimize.train.trainer import validate, validation_set
+    config = tiny_config(meta_loss="vs-adam", step_form="adam", max_samples=6)
+    _, query = learned_nets.make_nets("rms", "adam")
+    held_out = validation_set(config)
+    score = validate(AdamInFeatures("adam"), query, config, "stage1", held_out)
+    assert score["meta_loss"] == pytest.approx(np.log(2), rel=1e-12)
+    trainer = Trainer(config, "unused")
+    trainer.run(report=lambda line: None)
+    trained = trainer.progress["best"]["stage1"]["score"]["meta_loss"]
+    assert trained < np.log(2)
+
+
+def test_max_samples_caps_the_data_driven_families():
+    gen = torch.Generator().manual_seed(0)
+    for family in ("nclsq", "logistic", "softl1", "l1reg"):
+        capped = tasks.sample(gen, family, 2, 10, max_samples=5)
+        full = tasks.sample(gen, family, 2, 10)
+        assert (capped.samples, full.samples) == (5, 20)
+        assert capped.fun(capped.x0).shape == full.fun(full.x0).shape == (2,)
+    assert tasks.sample(gen, "quadratic", 2, 10, max_samples=5).samples is None
+    with pytest.raises(ValueError, match="meta_loss"):
+        tiny_config(meta_loss="squared")

@@ -6,7 +6,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..learned.nets import check_design
-from .tasks import FAMILIES
+from .tasks import FAMILIES, MAX_SAMPLES
+
+
+META_LOSSES = ("log", "vs-adam")
 
 
 @dataclass(frozen=True)
@@ -30,10 +33,12 @@ class TrainConfig:
     base_step: float = 0.1
     mu_relative: float = 1e-4
     meta_gradient: str = "autograd"  # or "zo": central differences (black-box)
+    meta_loss: str = "log"           # or "vs-adam": log(1 + f_t / f_t of ZO-Adam), see trainer
     families: dict = field(default_factory=lambda: {f: 1.0 for f in FAMILIES})
     dims: tuple = (16, 32, 64)
     batch: int = 8                   # tasks per episode (one family and dimension)
     f_scale: tuple = (-3.0, 3.0)     # f multiplied by 10^U(f_scale)
+    max_samples: int = MAX_SAMPLES   # data-driven families use min(2 d, max_samples) samples
     stage1: StageConfig = StageConfig(episodes=300, lr=1e-3)
     stage2: StageConfig = StageConfig(episodes=150, lr=5e-3, penalty=0.005)
     validate_every: int = 25
@@ -44,6 +49,8 @@ class TrainConfig:
         check_design(self.features, self.step_form)
         if self.meta_gradient not in ("autograd", "zo"):
             raise ValueError(f"meta_gradient must be 'autograd' or 'zo', got {self.meta_gradient!r}")
+        if self.meta_loss not in META_LOSSES:
+            raise ValueError(f"meta_loss must be one of {META_LOSSES}, got {self.meta_loss!r}")
         unknown = set(self.families) - set(FAMILIES)
         if unknown:
             raise ValueError(f"unknown task families {sorted(unknown)}; known: {FAMILIES}")

@@ -16,8 +16,9 @@ networks see many scales of f.
 * softl1: robust regression, mean(sqrt(1 + r^2) - 1), r = A x - b with outliers.
 * l1reg: least squares plus an L1 penalty (non-smooth, like the attack's distortion term).
 
-The data-driven families use n = min(2 d, MAX_SAMPLES) samples, and quadratics are
-rotated up to d = MAX_ROTATED (diagonal above), so large d stays cheap to train on.
+The data-driven families use n = min(2 d, max_samples) samples (MAX_SAMPLES unless the
+config says otherwise), and quadratics are rotated up to d = MAX_ROTATED (diagonal
+above), so large d stays cheap to train on.
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ MAX_ROTATED = 128
 
 @dataclass
 class TaskBatch:
-    """B tasks of one family and dimension: ``fun`` (..., B, d) -> (..., B), and x0 (B, d)."""
+    """B tasks of one family and dimension: ``fun`` (..., B, d) -> (..., B), and x0 (B, d);
+    ``samples`` is the number of data rows of a data-driven family (else None)."""
 
     family: str
     fun: Callable[[torch.Tensor], torch.Tensor]
     x0: torch.Tensor
+    samples: int | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -59,15 +62,15 @@ def _rows(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bnd,...bd->...bn", a, x)
 
 
-def nclsq(gen, b: int, d: int) -> TaskBatch:
-    n = min(2 * d, MAX_SAMPLES)
+def nclsq(gen, b: int, d: int, max_samples: int = MAX_SAMPLES) -> TaskBatch:
+    n = min(2 * d, max_samples)
     a = _normal(gen, b, n, d)
     y = (_rows(a, _normal(gen, b, d)) > 0).double()
     return TaskBatch("nclsq", lambda x: ((y - torch.sigmoid(_rows(a, x))) ** 2).mean(-1),
-                     torch.zeros(b, d, dtype=torch.float64))
+                     torch.zeros(b, d, dtype=torch.float64), n)
 
 
-def quadratic(gen, b: int, d: int) -> TaskBatch:
+def quadratic(gen, b: int, d: int, max_samples: int = MAX_SAMPLES) -> TaskBatch:
     decades = _uniform(gen, (b, 1), 0.0, 3.0)
     eig = torch.exp(math.log(10) * decades * torch.rand(b, d, generator=gen, dtype=torch.float64))
     q = torch.linalg.qr(_normal(gen, b, d, d))[0] if d <= MAX_ROTATED else None
@@ -80,8 +83,8 @@ def quadratic(gen, b: int, d: int) -> TaskBatch:
     return TaskBatch("quadratic", fun, torch.zeros(b, d, dtype=torch.float64))
 
 
-def logistic(gen, b: int, d: int) -> TaskBatch:
-    n = min(2 * d, MAX_SAMPLES)
+def logistic(gen, b: int, d: int, max_samples: int = MAX_SAMPLES) -> TaskBatch:
+    n = min(2 * d, max_samples)
     a = _normal(gen, b, n, d) / math.sqrt(d)
     margin = _rows(a, 3 * _normal(gen, b, d)) + 0.3 * _normal(gen, b, n)
     y = torch.where(margin > 0, 1.0, -1.0).double()
@@ -89,10 +92,10 @@ def logistic(gen, b: int, d: int) -> TaskBatch:
     def fun(x):
         return torch.nn.functional.softplus(-y * _rows(a, x)).mean(-1) + 1e-3 * (x * x).sum(-1)
 
-    return TaskBatch("logistic", fun, torch.zeros(b, d, dtype=torch.float64))
+    return TaskBatch("logistic", fun, torch.zeros(b, d, dtype=torch.float64), n)
 
 
-def rosenbrock(gen, b: int, d: int) -> TaskBatch:
+def rosenbrock(gen, b: int, d: int, max_samples: int = MAX_SAMPLES) -> TaskBatch:
     curvature = torch.exp(math.log(10) * _uniform(gen, (b,), 0.0, 2.0))
 
     def fun(x):
@@ -102,8 +105,8 @@ def rosenbrock(gen, b: int, d: int) -> TaskBatch:
     return TaskBatch("rosenbrock", fun, 0.5 * _normal(gen, b, d))
 
 
-def softl1(gen, b: int, d: int) -> TaskBatch:
-    n = min(2 * d, MAX_SAMPLES)
+def softl1(gen, b: int, d: int, max_samples: int = MAX_SAMPLES) -> TaskBatch:
+    n = min(2 * d, max_samples)
     a = _normal(gen, b, n, d) / math.sqrt(d)
     target = _rows(a, _normal(gen, b, d)) + 0.1 * _normal(gen, b, n)
     outliers = torch.rand(b, n, generator=gen, dtype=torch.float64) < 0.1
@@ -113,11 +116,11 @@ def softl1(gen, b: int, d: int) -> TaskBatch:
         r = _rows(a, x) - target
         return (torch.sqrt(1 + r * r) - 1).mean(-1)
 
-    return TaskBatch("softl1", fun, torch.zeros(b, d, dtype=torch.float64))
+    return TaskBatch("softl1", fun, torch.zeros(b, d, dtype=torch.float64), n)
 
 
-def l1reg(gen, b: int, d: int) -> TaskBatch:
-    n = min(2 * d, MAX_SAMPLES)
+def l1reg(gen, b: int, d: int, max_samples: int = MAX_SAMPLES) -> TaskBatch:
+    n = min(2 * d, max_samples)
     a = _normal(gen, b, n, d) / math.sqrt(d)
     target = _rows(a, _normal(gen, b, d)) + 0.1 * _normal(gen, b, n)
     penalty = torch.exp(math.log(10) * _uniform(gen, (b, 1), -2.0, -0.5))
@@ -126,7 +129,7 @@ def l1reg(gen, b: int, d: int) -> TaskBatch:
         r = _rows(a, x) - target
         return 0.5 * (r * r).mean(-1) + (penalty * x.abs()).mean(-1)
 
-    return TaskBatch("l1reg", fun, torch.zeros(b, d, dtype=torch.float64))
+    return TaskBatch("l1reg", fun, torch.zeros(b, d, dtype=torch.float64), n)
 
 
 MAKERS = {"nclsq": nclsq, "quadratic": quadratic, "logistic": logistic,
@@ -134,11 +137,13 @@ MAKERS = {"nclsq": nclsq, "quadratic": quadratic, "logistic": logistic,
 
 
 def sample(gen: torch.Generator, family: str, b: int, d: int,
-           f_scale: tuple[float, float] = (-3.0, 3.0)) -> TaskBatch:
-    """B tasks of ``family`` in dimension d, f scaled by 10^U(f_scale)."""
+           f_scale: tuple[float, float] = (-3.0, 3.0),
+           max_samples: int = MAX_SAMPLES) -> TaskBatch:
+    """B tasks of ``family`` in dimension d, f scaled by 10^U(f_scale); the data-driven
+    families use min(2 d, max_samples) samples."""
     if family not in MAKERS:
         raise ValueError(f"unknown task family {family!r}; known: {', '.join(FAMILIES)}")
-    task = MAKERS[family](gen, b, d)
+    task = MAKERS[family](gen, b, d, max_samples)
     scale = torch.exp(math.log(10) * _uniform(gen, (b,), *f_scale))
     inner = task.fun
-    return TaskBatch(family, lambda x: scale * inner(x), task.x0)
+    return TaskBatch(family, lambda x: scale * inner(x), task.x0, task.samples)

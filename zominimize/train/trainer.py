@@ -3,11 +3,19 @@
 Stage 1 trains the UpdateRNN with N(0, I) queries; stage 2 freezes it and trains
 the QueryRNN. An episode samples B tasks of one family and dimension, runs T
 optimizer steps, and takes one outer Adam step every ``truncation`` steps on the
-meta-loss mean_t log(f(x_t) / f(x_0)) (scale-free), with gradients clipped
-elementwise to [-1, 1] (the paper's settings). Held-out tasks, drawn from their
-own seed, score the nets every ``validate_every`` episodes; the best score of
-each stage is kept. A checkpoint after each validation makes a run resumable
-exactly (random generator included).
+meta-loss, with gradients clipped elementwise to [-1, 1] (the paper's settings).
+The meta-loss averages over the T steps either
+
+* ``"log"`` (the paper's, scale-free): log(f(x_t) / f(x_0)), or
+* ``"vs-adam"``: log(1 + f(x_t) / f(y_t)), where y_t is ZO-Adam's iterate on the same
+  task with the same query draws, run alongside. Falling behind ZO-Adam costs as
+  much in log f as it does under "log", while getting ahead earns less and less, so
+  training spends its effort where the learned steps are worse than ZO-Adam's
+  (a score of log 2 = 0.693 is ZO-Adam itself).
+
+Held-out tasks, drawn from their own seed, score the nets every ``validate_every``
+episodes; the best score of each stage is kept. A checkpoint after each validation
+makes a run resumable exactly (random generator included).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -49,6 +58,9 @@ def run_episode(task: tasks.TaskBatch, update_net, query_net, config: TrainConfi
     """
     lr, mu = step_sizes(task.x0, settings)
     state = initial_state(task.x0, update_net, query_net)
+    adam = AdamInFeatures(settings.step_form)
+    reference = initial_state(task.x0, adam, query_net) if config.meta_loss == "vs-adam" else None
+    plain = replace(settings, use_query=False, train_query=False)
     with torch.no_grad():
         f_start = task.fun(task.x0)
     floor = 1e-12 * f_start
@@ -59,8 +71,16 @@ def run_episode(task: tasks.TaskBatch, update_net, query_net, config: TrainConfi
         eps = torch.randn(config.q, *task.x0.shape, generator=gen, dtype=torch.float64)
         state, _, _, out = unroll_step(task.fun, state, eps, update_net, query_net, lr, mu,
                                        settings)
-        ratio = torch.log((value(task.fun, state.x, mu, settings) + floor) / (f_start + floor))
-        loss = ratio.mean() / config.steps
+        f_t = value(task.fun, state.x, mu, settings) + floor
+        ratio = torch.log(f_t / (f_start + floor))
+        if reference is None:
+            loss = ratio.mean() / config.steps
+        else:
+            with torch.no_grad():
+                reference = unroll_step(task.fun, reference, eps, adam, query_net, lr, mu,
+                                        plain)[0]
+                f_adam = task.fun(reference.x) + floor
+            loss = torch.log1p(f_t / f_adam).mean() / config.steps
         if out is not None and penalty:
             loss = loss + penalty * out.pow(2).mean() / config.steps
         if not torch.isfinite(loss):
@@ -76,6 +96,7 @@ def run_episode(task: tasks.TaskBatch, update_net, query_net, config: TrainConfi
                 optimizer.step()
             window = 0.0
             state = detach(state)
+            reference = None if reference is None else detach(reference)
     return total, last
 
 
@@ -83,7 +104,7 @@ def validation_set(config: TrainConfig) -> list[tasks.TaskBatch]:
     """Held-out tasks: ``validation_tasks`` batches per family, from their own seed."""
     gen = torch.Generator().manual_seed(config.validation_seed)
     return [tasks.sample(gen, family, config.batch, config.dims[i % len(config.dims)],
-                         config.f_scale)
+                         config.f_scale, config.max_samples)
             for family in config.families for i in range(config.validation_tasks)]
 
 
@@ -126,7 +147,7 @@ def _sample_task(config: TrainConfig, gen: torch.Generator) -> tasks.TaskBatch:
     weights_t = torch.tensor([config.families[n] for n in names], dtype=torch.float64)
     family = names[int(torch.multinomial(weights_t, 1, generator=gen))]
     d = config.dims[int(torch.randint(len(config.dims), (1,), generator=gen))]
-    return tasks.sample(gen, family, config.batch, d, config.f_scale)
+    return tasks.sample(gen, family, config.batch, d, config.f_scale, config.max_samples)
 
 
 class Trainer:
