@@ -73,12 +73,24 @@ def suites(quick: bool) -> list[Suite]:
 
 def goal_suites() -> list[Suite]:
     """The suites of ``--full`` that the learned optimizer's goals are stated on (see
-    :mod:`benchmarks.goals`), with zominimize's methods only: no peers. nclsq at
-    d = 10^4 is left out (no goal names it, and it costs most of the full run)."""
+    :mod:`benchmarks.goals`), with only the solvers the goals compare: the classic ZO
+    methods (tuned and default) and l2l-zo on nclsq and the attack, zo-adamm and l2l-zo
+    with default options on BBOB (no tuning there). nclsq at d = 10^4 is left out: no
+    goal names it, and it costs most of the full run."""
+    from benchmarks import goals
     from benchmarks.solvers import all_solvers
-    peers = frozenset(s.name for s in all_solvers().values() if s.group != "zominimize")
-    return [replace(s, exclude=s.exclude | peers) for s in suites(quick=False)
-            if s.key != "nclsq-d10000"]
+    names = set(all_solvers())
+    compared = {"nclsq": set(goals.CLASSICS) | {goals.LEARNED},
+                "attack": set(goals.CLASSICS) | {goals.LEARNED},
+                "bbob": {goals.REFERENCE, goals.LEARNED}}
+    out = []
+    for suite in suites(quick=False):
+        family = suite.key.split("-")[0]
+        if suite.key == "nclsq-d10000":
+            continue
+        out.append(replace(suite, exclude=frozenset(names - compared[family]),
+                           tune=[] if family == "bbob" else suite.tune))
+    return out
 
 
 GRID = {True: (1 / 9, 1 / 3, 1.0, 3.0, 9.0), False: (1 / 27, 1 / 9, 1 / 3, 1.0, 3.0, 9.0, 27.0)}

@@ -43,8 +43,10 @@ def default_lr(method: str, spec: dict) -> float | None:
 
 def tuning_runs(methods: list[str], specs: list[dict], budget: int, multipliers,
                 seed: int = 0) -> list[dict]:
-    """One run per (method, lr on the grid, tuning problem)."""
+    """One run per (method, lr on the grid, tuning problem); none without tuning problems."""
     runs = []
+    if not specs:
+        return runs
     for method in methods:
         center = default_lr(method, specs[0])
         if center is None:

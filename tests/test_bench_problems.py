@@ -138,6 +138,7 @@ def test_a_method_that_falls_back_is_not_tuned(monkeypatch, tmp_path):
         spec = {"family": "nclsq", "d": 10, "instance": 1000}
         assert default_lr("l2l-zo", spec) is None
         assert tuning_runs(["l2l-zo"], [spec], budget=42, multipliers=(0.5, 2.0)) == []
+        assert tuning_runs(["zo-adamm"], [], budget=42, multipliers=(0.5, 2.0)) == []
     finally:
         load.cache_clear()
 
@@ -158,7 +159,9 @@ def test_goal_suites_have_the_sizes_the_goals_are_stated_for():
     by_key = {s.key: s for s in goal_suites()}
     assert {"nclsq-d100", "nclsq-d1000", "attack", "bbob-d10", "bbob-d40"} == set(by_key)
     for suite in by_key.values():
-        assert peers <= suite.exclude
+        assert peers <= suite.exclude and "l2l-zo" not in suite.exclude
+    assert set(all_solvers()) - by_key["bbob-d10"].exclude == {"zo-adamm", "l2l-zo"}
+    assert by_key["bbob-d10"].tune == [] and by_key["attack"].tune
     for key in ("nclsq-d100", "nclsq-d1000"):
         assert len(by_key[key].test) * len(by_key[key].seeds) >= goals.MIN_RUNS
     for dim in (10, 40):
