@@ -208,8 +208,11 @@ def adam_corrected_step(out: torch.Tensor, m_normalised: torch.Tensor) -> torch.
     ``out`` (..., 2, d) holds (a, b); ``m_normalised`` (..., d) is m^ / rms.
     """
     a, b = out.unbind(-2)
-    multiplier = torch.exp(LOG_RANGE * torch.tanh(a / LOG_RANGE))
-    return b - multiplier * m_normalised
+    if torch.is_grad_enabled():
+        return b - torch.exp(LOG_RANGE * torch.tanh(a / LOG_RANGE)) * m_normalised
+    # the same arithmetic in place: a quarter of l2l-zo's time per iteration at d = 10^6
+    multiplier = torch.tanh(a / LOG_RANGE).mul_(LOG_RANGE).exp_().mul_(m_normalised)
+    return torch.sub(b, multiplier, out=multiplier)
 
 
 def check_design(features: str, step_form: str) -> None:

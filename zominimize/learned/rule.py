@@ -58,7 +58,7 @@ def update_step(net: CoordinateLSTM, g: torch.Tensor, state: UpdateState, lr: fl
     inputs, moments = update_inputs(g, state.moments, features)
     out, (h, c) = net(inputs, (state.h, state.c))
     if step_form == "adam":
-        step = lr * adam_corrected_step(out.double(), inputs[..., 1, :].double())
+        step = adam_corrected_step(out, inputs[..., 1, :]).double().mul_(lr)
     else:
         step = out.double() * (lr if features == "rms" else 1.0)
     return step, UpdateState(h, c, moments)
