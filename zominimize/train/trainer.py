@@ -58,9 +58,11 @@ def run_episode(task: tasks.TaskBatch, update_net, query_net, config: TrainConfi
     """
     lr, mu = step_sizes(task.x0, settings)
     state = initial_state(task.x0, update_net, query_net)
-    adam = AdamInFeatures(settings.step_form)
-    reference = initial_state(task.x0, adam, query_net) if config.meta_loss == "vs-adam" else None
-    plain = replace(settings, use_query=False, train_query=False)
+    reference = None  # ZO-Adam's run on the same draws, for the "vs-adam" meta-loss
+    if config.meta_loss == "vs-adam":
+        adam = AdamInFeatures(settings.step_form)
+        reference = initial_state(task.x0, adam, query_net)
+        plain = replace(settings, use_query=False, train_query=False)
     with torch.no_grad():
         f_start = task.fun(task.x0)
     floor = 1e-12 * f_start
@@ -136,10 +138,9 @@ class AdamInFeatures(torch.nn.Module):
         return zeros, zeros.clone()
 
     def forward(self, inputs, state):
-        m_normalised = inputs[..., 1, :]  # inputs (..., 2, d): [g / rms, m^ / rms]
         if self.step_form == "adam":
-            return torch.zeros_like(inputs), state
-        return -m_normalised, state
+            return torch.zeros_like(inputs), state  # (a, b) = 0: Adam's step, uncorrected
+        return -inputs[..., 1, :], state  # inputs (..., 2, d): [g / rms, m^ / rms]
 
 
 def _sample_task(config: TrainConfig, gen: torch.Generator) -> tasks.TaskBatch:
