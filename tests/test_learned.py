@@ -39,17 +39,25 @@ def random_nets(seed=0, features="rms", step_form="direct"):
     return update, query
 
 
-@pytest.fixture(params=learned_nets.STEP_FORMS)
+#: (features, step_form) pairs that weight sets are built with.
+DESIGNS = [("rms", "direct"), ("rms", "adam"), ("rms-coherence", "adam"),
+           ("rms-coherence", "adam-scale")]
+
+
+@pytest.fixture(params=DESIGNS, ids=["-".join(d) for d in DESIGNS])
 def weights_dir(tmp_path, request):
+    features, step_form = request.param
     folder = tmp_path / "weights"
-    weights.save(folder, "l2l-zo", random_nets(step_form=request.param), "rms", request.param,
-                 {"note": "random, for tests"})
+    weights.save(folder, "l2l-zo", random_nets(features=features, step_form=step_form),
+                 features, step_form, {"note": "random, for tests"})
     weights.load.cache_clear()
     return folder
 
 
-def step_form_of(folder):
-    return json.loads((folder / "manifest.json").read_text())["weights"]["l2l-zo"]["step_form"]
+def design_of(folder) -> dict:
+    """{"features": ..., "step_form": ...} of the weight set in ``folder``."""
+    entry = json.loads((folder / "manifest.json").read_text())["weights"]["l2l-zo"]
+    return {"features": entry["features"], "step_form": entry["step_form"]}
 
 
 def run(weights_dir, method="l2l-zo", **options):
@@ -62,12 +70,13 @@ def run(weights_dir, method="l2l-zo", **options):
 
 def test_saved_weights_load_back_identical(weights_dir):
     entry, tensors = weights.load(str(weights_dir), "l2l-zo")
-    update, query = random_nets(step_form=step_form_of(weights_dir))
+    update, query = random_nets(**design_of(weights_dir))
     for key, value in update.state_dict().items():
         assert torch.equal(tensors["update"][key], value)
     for key, value in query.state_dict().items():
         assert torch.equal(tensors["query"][key], value)
-    assert entry["features"] == "rms" and entry["training"] == {"note": "random, for tests"}
+    assert entry["features"] == design_of(weights_dir)["features"]
+    assert entry["training"] == {"note": "random, for tests"}
 
 
 def test_learned_method_runs_with_user_weights(weights_dir):
@@ -95,6 +104,9 @@ def _edit_manifest(folder, change):
     (lambda f: (f / "l2l-zo.pt").unlink(), "missing"),
     (lambda f: _edit_manifest(f, lambda e: e["architecture"].update(hidden=20)), "architecture"),
     (lambda f: _edit_manifest(f, lambda e: e.update(step_form="sideways")), "step_form"),
+    (lambda f: _edit_manifest(f, lambda e: e.update(  # another feature set: other inputs
+        features={"rms": "rms-coherence", "rms-coherence": "rms"}[e["features"]])),
+     "architecture"),
     (lambda f: (f / "manifest.json").write_text("{not json"), "JSON"),
     (lambda f: (f / "manifest.json").unlink(), "no weights manifest"),
 ])
@@ -131,9 +143,9 @@ def test_one_inference_step_equals_one_training_unroll_step(weights_dir):
     opt = zominimize.ZOOptimizer("l2l-zo", np.zeros(D), weights=str(weights_dir), seed=3,
                                  q=q, query_ratio=1.0, device="cpu")
     settings = opt.settings
-    step_form = step_form_of(weights_dir)
-    update, query = random_nets(step_form=step_form)
-    unroll = UnrollSettings(q=q, use_query=True, step_form=step_form)
+    design = design_of(weights_dir)
+    update, query = random_nets(**design)
+    unroll = UnrollSettings(q=q, use_query=True, **design)
     x0 = torch.zeros(1, D, dtype=torch.float64)
     lr, mu = step_sizes(x0, unroll)
     assert lr.item() == pytest.approx(settings["step"]) and mu.item() == pytest.approx(settings["mu"])
@@ -261,15 +273,19 @@ def tiny_config(**changes):
     return TrainConfig(**base)
 
 
-@pytest.mark.parametrize("step_form", learned_nets.STEP_FORMS)
-def test_tiny_training_lowers_the_meta_loss_and_writes_loadable_weights(tmp_path, step_form):
+@pytest.mark.parametrize("features, step_form", DESIGNS)
+def test_tiny_training_lowers_the_meta_loss_and_writes_loadable_weights(tmp_path, features,
+                                                                        step_form):
     torch.set_num_threads(1)
-    trainer = Trainer(tiny_config(step_form=step_form), tmp_path)
+    # outer lr 1e-2: the "adam-scale" form, which only rescales Adam's steps, moves slowest
+    config = tiny_config(features=features, step_form=step_form,
+                         stage1=StageConfig(episodes=20, lr=1e-2))
+    trainer = Trainer(config, tmp_path)
     references = trainer.baseline()
     before = references["untrained"]["meta_loss"]
     progress = trainer.run(report=lambda line: None)
     after = progress["best"]["stage1"]["score"]["meta_loss"]
-    assert after < before - 0.05
+    assert after < before - 0.03
     trainer.write_weights("test", references)
     entry, _ = weights.load(str(tmp_path), "tiny")
     assert entry["training"]["validation"]["stage1"]["meta_loss"] == after
@@ -312,16 +328,18 @@ def test_task_families_are_differentiable_and_nonnegative():
         assert task.fun(torch.zeros(5, 3, 6, dtype=torch.float64)).shape == (5, 3)
 
 
-def test_adam_step_form_with_a_zero_head_is_zo_adam():
-    """The "adam" form starts as ZO-Adam: with zero head weights it takes Adam's steps."""
-    update, query = learned_nets.make_nets("rms", "adam")
+@pytest.mark.parametrize("features, step_form", [("rms", "adam"), ("rms-coherence", "adam"),
+                                                 ("rms-coherence", "adam-scale")])
+def test_adam_step_forms_with_a_zero_head_are_zo_adam(features, step_form):
+    """The "adam" forms start as ZO-Adam: with zero head weights they take Adam's steps."""
+    update, query = learned_nets.make_nets(features, step_form)
     with torch.no_grad():
         update.head.weight.zero_()
     gen = torch.Generator().manual_seed(0)
     task = tasks.sample(gen, "quadratic", 2, 7)
     paths = []
-    for net, form in ((update, "adam"), (AdamInFeatures("direct"), "direct")):
-        settings = UnrollSettings(q=4, step_form=form)
+    for net, form in ((update, step_form), (AdamInFeatures("direct"), "direct")):
+        settings = UnrollSettings(q=4, step_form=form, features=features)
         lr, mu = step_sizes(task.x0, settings)
         state = initial_state(task.x0, net, query)
         draws = torch.Generator().manual_seed(1)
@@ -334,12 +352,52 @@ def test_adam_step_form_with_a_zero_head_is_zo_adam():
     assert not torch.equal(paths[0], task.x0)
 
 
+def test_coherence_feature_is_one_row_for_all_coordinates_and_scale_free():
+    """"rms-coherence" adds the running mean of cos(g_t, m_{t-1}): 0 at the first step,
+    the same for every coordinate, unchanged when g is rescaled, near 0 for pure noise,
+    near 1 for a clean estimate, and the "rms" rows are left as they were."""
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(100, 2, 500, generator=gen, dtype=torch.float64)
+
+    def last_inputs(estimates):
+        moments = learned_nets.initial_moments((2, 500))
+        history = []
+        for g in estimates:
+            inputs, moments = learned_nets.update_inputs(g, moments, "rms-coherence")
+            history.append(inputs)
+        return history
+
+    for scale in (1e-6, 1.0, 1e6):
+        history = last_inputs(scale * noise)
+        assert history[0].shape == (2, 3, 500)
+        torch.testing.assert_close(history[0][:, 2], torch.zeros(2, 500))
+        coherence = history[-1][:, 2]
+        assert bool((coherence == coherence[:, :1]).all())
+        assert abs(float(coherence[0, 0])) < 0.1
+    clean = last_inputs(torch.ones(2, 500, dtype=torch.float64) + 0.1 * noise)
+    assert float(clean[-1][0, 2, 0]) > 0.9
+    flipping = last_inputs([(-1) ** t * torch.ones(2, 500, dtype=torch.float64)
+                            for t in range(30)])  # overshooting: each step undoes the last
+    assert float(flipping[-1][0, 2, 0]) < -0.5
+    rms_inputs, _ = learned_nets.update_inputs(noise[0], learned_nets.initial_moments((2, 500)),
+                                               "rms")
+    torch.testing.assert_close(rms_inputs, last_inputs(noise[:1])[0][:, :2])
+
+
 def test_adam_step_form_bounds_the_multiplier():
     out = torch.tensor([[1e6, -1e6, 0.0], [0.0, 0.0, 0.5]], dtype=torch.float64)
     step = learned_nets.adam_corrected_step(out, torch.ones(3, dtype=torch.float64))
     bound = np.exp(learned_nets.LOG_RANGE)
     torch.testing.assert_close(step, torch.tensor([-bound, -1 / bound, -0.5],
                                                   dtype=torch.float64))
+    scaled = learned_nets.adam_corrected_step(out[0], -torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(scaled, torch.tensor([bound, 1 / bound, 1.0],
+                                                    dtype=torch.float64))
+    with torch.no_grad():  # the in-place inference arithmetic gives the same numbers
+        torch.testing.assert_close(learned_nets.adam_corrected_step(
+            out, torch.ones(3, dtype=torch.float64)), step)
+        torch.testing.assert_close(learned_nets.adam_corrected_step(
+            out[0], -torch.ones(3, dtype=torch.float64)), scaled)
 
 
 @pytest.mark.parametrize("features, step_form, message", [
@@ -361,12 +419,12 @@ def test_zo_meta_gradient_matches_autograd():
     torch.testing.assert_close(zo, auto, rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("outputs", [1, 2])
-def test_blocked_inference_path_equals_the_differentiable_one(outputs):
+@pytest.mark.parametrize("n_inputs, outputs", [(2, 1), (2, 2), (3, 2)])
+def test_blocked_inference_path_equals_the_differentiable_one(n_inputs, outputs):
     torch.manual_seed(0)
-    net = learned_nets.CoordinateLSTM(2, outputs=outputs)
+    net = learned_nets.CoordinateLSTM(n_inputs, outputs=outputs)
     d = 3 * learned_nets.CHUNK + 123  # large enough for blocks, with a ragged last one
-    inputs, h, c = torch.randn(2, d), torch.randn(10, d), torch.randn(10, d)
+    inputs, h, c = torch.randn(n_inputs, d), torch.randn(10, d), torch.randn(10, d)
     with torch.no_grad():
         blocked = net(inputs, (h, c))
     differentiable = net(inputs, (h, c))
@@ -375,7 +433,7 @@ def test_blocked_inference_path_equals_the_differentiable_one(outputs):
     torch.testing.assert_close(blocked[1][1], differentiable[1][1].detach())
 
 
-def test_vs_adam_meta_loss_scores_zo_adam_at_log_2():
+def test_vs_adam_meta_loss_scores_zo_adam_at_log_2(tmp_path):
     """The "vs-adam" meta-loss compares with ZO-Adam on the same draws: ZO-Adam itself
     scores log(1 + 1) at every step, and a trained net below that is ahead of it."""
     from zominimize.train.trainer import validate, validation_set
@@ -384,7 +442,7 @@ def test_vs_adam_meta_loss_scores_zo_adam_at_log_2():
     held_out = validation_set(config)
     score = validate(AdamInFeatures("adam"), query, config, "stage1", held_out)
     assert score["meta_loss"] == pytest.approx(np.log(2), rel=1e-12)
-    trainer = Trainer(config, "unused")
+    trainer = Trainer(config, tmp_path)
     trainer.run(report=lambda line: None)
     trained = trainer.progress["best"]["stage1"]["score"]["meta_loss"]
     assert trained < np.log(2)

@@ -33,12 +33,14 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 
 
 def _moments_data(m: Moments) -> dict:
-    return {"count": m.count, "m": _numpy(m.m), "v": _numpy(m.v)}
+    return {"count": m.count, "m": _numpy(m.m), "v": _numpy(m.v),
+            "coherence": _numpy(m.coherence)}
 
 
 def _moments(data: dict, device) -> Moments:
     return Moments(int(data["count"]), torch.as_tensor(data["m"], device=device),
-                   torch.as_tensor(data["v"], device=device))
+                   torch.as_tensor(data["v"], device=device),
+                   torch.as_tensor(data["coherence"], device=device))
 
 
 class UpdateState(NamedTuple):
@@ -51,16 +53,16 @@ def update_step(net: CoordinateLSTM, g: torch.Tensor, state: UpdateState, lr: fl
                 features: str, step_form: str) -> tuple[torch.Tensor, UpdateState]:
     """One UpdateRNN step: the step (float64, d) for the estimate g, and the new state.
 
-    Step form "adam": lr times Adam's step corrected by the output (see
-    ``nets.adam_corrected_step``); "direct" with 'rms' features: lr * output;
+    Step forms "adam" and "adam-scale": lr times Adam's step corrected by the output (see
+    ``nets.adam_corrected_step``); "direct" with normalised features: lr * output;
     "direct" with 'raw' features (the paper's): the output itself.
     """
     inputs, moments = update_inputs(g, state.moments, features)
     out, (h, c) = net(inputs, (state.h, state.c))
-    if step_form == "adam":
+    if step_form != "direct":
         step = adam_corrected_step(out, inputs[..., 1, :]).double().mul_(lr)
     else:
-        step = out.double() * (lr if features == "rms" else 1.0)
+        step = out.double() * (1.0 if features == "raw" else lr)
     return step, UpdateState(h, c, moments)
 
 

@@ -25,14 +25,20 @@ MANIFEST = "manifest.json"
 DEFAULT_SET = "l2l-zo"
 
 
-def architecture(step_form: str = "direct") -> dict:
-    """The architecture this version of zominimize builds for a step form (compared with
-    the manifest's). The "adam" form's UpdateRNN has two outputs per coordinate."""
-    from .nets import HEAD_SCALE, HIDDEN, LOG_RANGE
+def architecture(step_form: str = "direct", features: str = "rms") -> dict:
+    """The architecture this version of zominimize builds for a step form and feature set
+    (compared with the manifest's). The "adam" form's UpdateRNN has two outputs per
+    coordinate, and the "rms-coherence" features give it a third input; the "adam"
+    forms record the multiplier's range, and the "adam-scale" form its name."""
+    from .nets import HEAD_SCALE, HIDDEN, LOG_RANGE, UPDATE_INPUTS, UPDATE_OUTPUTS
     layout = {"cell": "lstm", "hidden": HIDDEN, "inputs": 2, "bias": False,
               "head_scale": HEAD_SCALE, "nets": ["update", "query"]}
     if step_form == "adam":
-        layout.update(update_outputs=2, log_range=LOG_RANGE)
+        layout.update(update_outputs=UPDATE_OUTPUTS[step_form], log_range=LOG_RANGE)
+    elif step_form == "adam-scale":
+        layout.update(update_step="adam-scale", log_range=LOG_RANGE)
+    if UPDATE_INPUTS.get(features, 2) != 2:
+        layout.update(update_inputs=UPDATE_INPUTS[features])
     return layout
 
 
@@ -116,7 +122,7 @@ def load(location: str | None = None, name: str | None = None) -> tuple[dict, di
         check_design(entry.get("features", "rms"), entry.get("step_form", "direct"))
     except ValueError as exc:
         raise WeightsError(f"{file}: {exc}") from None
-    expected = architecture(entry.get("step_form", "direct"))
+    expected = architecture(entry.get("step_form", "direct"), entry.get("features", "rms"))
     if entry.get("architecture") != expected:
         raise WeightsError(f"{file}: architecture {entry.get('architecture')} does not "
                            f"match this zominimize's {expected}")
@@ -165,7 +171,7 @@ def save(folder: Path, name: str, nets: tuple, features: str, step_form: str,
         manifest = (read_manifest(manifest_path) if manifest_path.is_file()
                     else {"format_version": FORMAT_VERSION, "weights": {}})
         manifest["weights"][name] = {"file": file.name, "sha256": sha256(file),
-                                     "architecture": architecture(step_form),
+                                     "architecture": architecture(step_form, features),
                                      "features": features, "step_form": step_form,
                                      "training": training}
         manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

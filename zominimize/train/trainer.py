@@ -125,7 +125,7 @@ def validate(update_net, query_net, config: TrainConfig, stage: str,
 class AdamInFeatures(torch.nn.Module):
     """ZO-Adam written as an UpdateRNN: step = -lr * m^ / sqrt(v^), read off the 'rms'
     features (beta1 0.9, beta2 0.999). A reference the learned net can represent exactly:
-    in the "direct" step form it outputs -m^ / rms, in the "adam" form no correction."""
+    in the "direct" step form it outputs -m^ / rms, in the "adam" forms no correction."""
 
     hidden = 1
 
@@ -139,7 +139,9 @@ class AdamInFeatures(torch.nn.Module):
 
     def forward(self, inputs, state):
         if self.step_form == "adam":
-            return torch.zeros_like(inputs), state  # (a, b) = 0: Adam's step, uncorrected
+            return torch.zeros_like(inputs[..., :2, :]), state  # (a, b) = 0: Adam's step
+        if self.step_form == "adam-scale":
+            return torch.zeros_like(inputs[..., 0, :]), state  # a = 0: Adam's step
         return -inputs[..., 1, :], state  # inputs (..., 2, d): [g / rms, m^ / rms]
 
 
@@ -250,7 +252,7 @@ class Trainer:
                                                             self.config.step_form)
         scores = {"untrained": validate(fresh_update, fresh_query, self.config, "stage1",
                                         self.held_out)}
-        if self.config.features == "rms":
+        if self.config.features != "raw":
             scores["zo-adam"] = validate(AdamInFeatures(self.config.step_form), fresh_query, self.config, "stage1",
                                          self.held_out)
         return scores
