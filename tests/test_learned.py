@@ -458,3 +458,68 @@ def test_max_samples_caps_the_data_driven_families():
     assert tasks.sample(gen, "quadratic", 2, 10, max_samples=5).samples is None
     with pytest.raises(ValueError, match="meta_loss"):
         tiny_config(meta_loss="squared")
+
+
+def test_batch_per_dimension(tmp_path):
+    """``batch`` may give one number of tasks per entry of ``dims`` (large d costs less)."""
+    from zominimize.train.config import load_config
+    from zominimize.train.trainer import validation_set
+    config = tiny_config(dims=(8, 12), batch=(4, 2), validation_tasks=2,
+                         stage1=StageConfig(episodes=6, lr=3e-3), validate_every=3)
+    assert [task.size for task in validation_set(config)][:2] == [(4, 8), (2, 12)]
+    trainer = Trainer(config, tmp_path)
+    trainer.run(report=lambda line: None)
+    assert {(h["episode"], h["stage"]) for h in trainer.progress["history"]} >= {(5, "stage1")}
+    path = tmp_path / "config.toml"
+    path.write_text('dims = [8, 12]\nbatch = [4, 2]\n')
+    assert load_config(path).batch_for(12) == 2
+    with pytest.raises(ValueError, match="one size per entry of dims"):
+        tiny_config(dims=(8, 12), batch=(4, 2, 1))
+    with pytest.raises(ValueError, match="positive integers"):
+        tiny_config(batch=0)
+
+
+def test_behind_penalty_weighs_only_the_steps_behind_zo_adam():
+    """ZO-Adam itself is never behind itself: it scores log 2 with any penalty, and a net
+    that lags it scores higher with the penalty than without."""
+    from zominimize.train.trainer import validate, validation_set
+    base = dict(meta_loss="vs-adam", step_form="adam-scale", features="rms-coherence",
+                max_samples=6)
+    _, query = learned_nets.make_nets("rms-coherence", "adam-scale")
+    scores = {}
+    for penalty in (0.0, 3.0):
+        config = tiny_config(behind_penalty=penalty, **base)
+        held_out = validation_set(config)
+        adam = validate(AdamInFeatures("adam-scale"), query, config, "stage1", held_out)
+        assert adam["meta_loss"] == pytest.approx(np.log(2), rel=1e-12)
+        assert adam["worst_meta_loss"] == pytest.approx(np.log(2), rel=1e-12)
+        scores[penalty] = validate(LaggingAdam(), query, config, "stage1", held_out)["meta_loss"]
+    assert np.log(2) < scores[0.0] < scores[3.0]
+
+
+class LaggingAdam(torch.nn.Module):
+    """An "adam-scale" net with a = -1: every step 0.38 times ZO-Adam's, so it lags."""
+
+    hidden = 1
+
+    def initial_state(self, shape, device=None):
+        return AdamInFeatures("adam-scale").initial_state(shape, device)
+
+    def forward(self, inputs, state):
+        return torch.full_like(inputs[..., 0, :], -1.0), state
+
+
+def test_safe_selection_prefers_the_checkpoint_never_behind_zo_adam():
+    from zominimize.train.trainer import selection_key
+    even = {"meta_loss": 0.60, "worst_meta_loss": 0.69}    # ahead on average, never behind
+    lopsided = {"meta_loss": 0.50, "worst_meta_loss": 0.80}  # further ahead, behind on one
+    assert selection_key(lopsided, "mean") < selection_key(even, "mean")
+    assert selection_key(even, "safe") < selection_key(lopsided, "safe")
+    better = {"meta_loss": 0.55, "worst_meta_loss": 0.68}
+    assert selection_key(better, "safe") < selection_key(even, "safe")
+    for bad, message in ((dict(selection="best"), "selection"),
+                         (dict(selection="safe"), "vs-adam"),
+                         (dict(behind_penalty=1.0), "vs-adam"),
+                         (dict(behind_penalty=-1.0, meta_loss="vs-adam"), "behind_penalty")):
+        with pytest.raises(ValueError, match=message):
+            tiny_config(**bad)

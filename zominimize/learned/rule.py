@@ -38,9 +38,11 @@ def _moments_data(m: Moments) -> dict:
 
 
 def _moments(data: dict, device) -> Moments:
+    # states saved before the coherence existed come from feature sets that never read it
+    coherence = data.get("coherence", np.zeros(1))
     return Moments(int(data["count"]), torch.as_tensor(data["m"], device=device),
                    torch.as_tensor(data["v"], device=device),
-                   torch.as_tensor(data["coherence"], device=device))
+                   torch.as_tensor(coherence, device=device))
 
 
 class UpdateState(NamedTuple):

@@ -10,6 +10,10 @@ from .tasks import FAMILIES, MAX_SAMPLES
 
 
 META_LOSSES = ("log", "vs-adam")
+#: How validation picks a stage's checkpoint: the lowest mean held-out meta-loss, or
+#: ("safe", vs-adam only) the one least behind ZO-Adam on its worst held-out batch, then
+#: the lowest mean.
+SELECTIONS = ("mean", "safe")
 
 
 @dataclass(frozen=True)
@@ -34,9 +38,12 @@ class TrainConfig:
     mu_relative: float = 1e-4
     meta_gradient: str = "autograd"  # or "zo": central differences (black-box)
     meta_loss: str = "log"           # or "vs-adam": log(1 + f_t / f_t of ZO-Adam), see trainer
+    behind_penalty: float = 0.0      # vs-adam: extra weight on the steps behind ZO-Adam
+    selection: str = "mean"          # or "safe": see SELECTIONS
     families: dict = field(default_factory=lambda: {f: 1.0 for f in FAMILIES})
     dims: tuple = (16, 32, 64)
-    batch: int = 8                   # tasks per episode (one family and dimension)
+    batch: int | tuple = 8           # tasks per episode (one family and dimension); or one
+                                     # number per entry of dims, so large d costs less
     f_scale: tuple = (-3.0, 3.0)     # f multiplied by 10^U(f_scale)
     max_samples: int = MAX_SAMPLES   # data-driven families use min(2 d, max_samples) samples
     stage1: StageConfig = StageConfig(episodes=300, lr=1e-3)
@@ -51,12 +58,33 @@ class TrainConfig:
             raise ValueError(f"meta_gradient must be 'autograd' or 'zo', got {self.meta_gradient!r}")
         if self.meta_loss not in META_LOSSES:
             raise ValueError(f"meta_loss must be one of {META_LOSSES}, got {self.meta_loss!r}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.behind_penalty < 0:
+            raise ValueError(f"behind_penalty must be >= 0, got {self.behind_penalty!r}")
+        if (self.selection == "safe" or self.behind_penalty) and self.meta_loss != "vs-adam":
+            raise ValueError(f"selection='safe' and behind_penalty compare with ZO-Adam: they "
+                             f"need meta_loss='vs-adam', got {self.meta_loss!r}")
         unknown = set(self.families) - set(FAMILIES)
         if unknown:
             raise ValueError(f"unknown task families {sorted(unknown)}; known: {FAMILIES}")
+        if isinstance(self.batch, tuple) and len(self.batch) != len(self.dims):
+            raise ValueError(f"batch {list(self.batch)} must give one size per entry of dims "
+                             f"{list(self.dims)}")
+        if any(int(b) != b or b < 1 for b in self.batches):
+            raise ValueError(f"batch must hold positive integers, got {self.batch!r}")
         if self.steps % self.truncation:
             raise ValueError(f"steps ({self.steps}) must be a multiple of truncation "
                              f"({self.truncation})")
+
+    @property
+    def batches(self) -> tuple:
+        """Tasks per episode for each entry of ``dims``."""
+        return self.batch if isinstance(self.batch, tuple) else (self.batch,) * len(self.dims)
+
+    def batch_for(self, d: int) -> int:
+        """Tasks per episode in dimension d (an entry of ``dims``)."""
+        return self.batches[self.dims.index(d)]
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -76,7 +104,7 @@ def load_config(path: str | Path) -> TrainConfig:
     for stage in ("stage1", "stage2"):
         if stage in raw:
             raw[stage] = StageConfig(**raw[stage])
-    for key in ("dims", "f_scale"):
-        if key in raw:
+    for key in ("dims", "f_scale", "batch"):
+        if isinstance(raw.get(key), list):
             raw[key] = tuple(raw[key])
     return TrainConfig(**raw)
