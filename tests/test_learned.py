@@ -1,5 +1,6 @@
 """The learned optimizer: weights I/O, inference = training, guard, device, meta-training."""
 
+import copy
 import json
 
 import numpy as np
@@ -302,8 +303,12 @@ def test_training_resumes_to_the_same_weights(tmp_path):
     whole.run(report=lambda line: None)
     first = Trainer(config, tmp_path / "part")
 
-    def interrupt(line):  # stop right after the first checkpoint (episode 10)
-        raise KeyboardInterrupt
+    reports = []
+
+    def interrupt(line):  # stop right after the second checkpoint (episode 10)
+        reports.append(line)
+        if len(reports) == 2:
+            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         first.run(report=interrupt)
@@ -507,6 +512,26 @@ class LaggingAdam(torch.nn.Module):
 
     def forward(self, inputs, state):
         return torch.full_like(inputs[..., 0, :], -1.0), state
+
+
+def test_the_nets_a_stage_starts_from_compete_for_its_checkpoint(tmp_path):
+    """Validation scores the nets before a stage trains (episode 0); if no later checkpoint
+    beats them, the stage hands them on unchanged."""
+    torch.set_num_threads(1)
+    config = tiny_config(stage1=StageConfig(episodes=10, lr=3e-3), validate_every=5,
+                         meta_loss="vs-adam", step_form="adam-scale", selection="safe",
+                         stage2=StageConfig(episodes=5, lr=1.0, penalty=0.005))
+    trainer = Trainer(config, tmp_path)
+    lines = []
+    start = copy.deepcopy(trainer.query_net.state_dict())
+    trainer.run(report=lines.append)
+    assert [line.split(":")[0] for line in lines] == [
+        "stage1 episode 0/10", "stage1 episode 5/10", "stage1 episode 10/10",
+        "stage2 episode 0/5", "stage2 episode 5/5"]
+    # an outer lr of 1.0 wrecks the QueryRNN: the one the stage started from is kept
+    assert trainer.progress["best"]["stage2"]["episode"] == 0
+    for key, value in start.items():
+        assert torch.equal(trainer.query_net.state_dict()[key], value)
 
 
 def test_safe_selection_prefers_the_checkpoint_never_behind_zo_adam():

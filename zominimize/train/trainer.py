@@ -18,8 +18,9 @@ Validation keeps, per stage, the checkpoint with the lowest mean held-out meta-l
 (``selection = "safe"``) the one whose worst held-out batch is least behind ZO-Adam
 (then the lowest mean): gains on most tasks must not buy losses on a few.
 
-Held-out tasks, drawn from their own seed, score the nets every ``validate_every``
-episodes; the best score of each stage is kept. A checkpoint after each validation
+Held-out tasks, drawn from their own seed, score the nets before a stage trains and
+every ``validate_every`` episodes; the best score of each stage is kept (the nets as the
+stage found them may be it). A checkpoint after each validation
 makes a run resumable exactly (random generator included).
 """
 
@@ -241,6 +242,8 @@ class Trainer:
     def _run_stage(self, stage: str, started: float, report, bar) -> None:
         spec = getattr(self.config, stage)
         settings = unroll_settings(self.config, stage)
+        if stage not in self.progress["best"]:  # the nets as the stage finds them compete too
+            self._validate(stage, 0, started, report)
         episodes = range(self.progress["episode"], spec.episodes)
         for episode in (bar(episodes, desc=stage) if bar else episodes):
             task = _sample_task(self.config, self.gen)
@@ -250,21 +253,25 @@ class Trainer:
                                              "family": task.family, "loss": loss})
             self.progress["episode"] = episode + 1
             if (episode + 1) % self.config.validate_every == 0 or episode + 1 == spec.episodes:
-                score = validate(self.update_net, self.query_net, self.config, stage,
-                                 self.held_out)
-                best = self.progress["best"].get(stage)
-                selection = self.config.selection
-                if best is None or (selection_key(score, selection)
-                                    < selection_key(best["score"], selection)):
-                    self.progress["best"][stage] = {
-                        "episode": episode + 1, "score": score,
-                        "weights": copy.deepcopy(self._trained(stage).state_dict())}
-                self.progress["seconds"] = time.perf_counter() - started
-                self.save_checkpoint()
-                report(f"{stage} episode {episode + 1}/{spec.episodes}: validation meta-loss "
-                       f"{score['meta_loss']:.4f} (worst batch {score['worst_meta_loss']:.4f}), "
-                       f"final log(f/f0) "
-                       f"{score['final_log_ratio']:.3f} ({self.progress['seconds']:.0f} s)")
+                self._validate(stage, episode + 1, started, report)
+
+    def _validate(self, stage: str, episode: int, started: float, report) -> None:
+        """Score the nets on the held-out tasks, keep them if they are the stage's best
+        (by ``config.selection``), and write a checkpoint."""
+        score = validate(self.update_net, self.query_net, self.config, stage, self.held_out)
+        best = self.progress["best"].get(stage)
+        selection = self.config.selection
+        if best is None or (selection_key(score, selection)
+                            < selection_key(best["score"], selection)):
+            self.progress["best"][stage] = {
+                "episode": episode, "score": score,
+                "weights": copy.deepcopy(self._trained(stage).state_dict())}
+        self.progress["seconds"] = time.perf_counter() - started
+        self.save_checkpoint()
+        report(f"{stage} episode {episode}/{getattr(self.config, stage).episodes}: validation "
+               f"meta-loss {score['meta_loss']:.4f} (worst batch {score['worst_meta_loss']:.4f}),"
+               f" final log(f/f0) {score['final_log_ratio']:.3f} "
+               f"({self.progress['seconds']:.0f} s)")
 
     def baseline(self) -> dict:
         """Validation scores of references: the untrained nets, and ZO-Adam in the same
