@@ -14,8 +14,8 @@ Each goal compares l2l-zo with default options against the classic ZO methods
    final distance to the optimum is no worse than zo-adamm's (default options). The
    goal is stated for a budget of 1000 d evaluations (``--full``); other budgets are
    reported but marked so.
-4. Every suite (every function, for BBOB): l2l-zo's median final loss is not above
-   zo-adamm's 75th percentile (default options).
+4. Every suite (every function, for BBOB): l2l-zo's median final loss (above the
+   optimum, where it is known) is not above zo-adamm's 75th percentile (default options).
 
 Only run records are read (see :mod:`benchmarks.measures`); a goal whose solvers are
 missing from the run is left out.
@@ -106,10 +106,16 @@ def attack_goal(suite: SuiteRuns) -> dict | None:
     return _row(2, suite, met, figure, detail)
 
 
+def _gap(run: dict) -> float:
+    """The run's final value above the problem's optimum (its final value when the optimum
+    is unknown): BBOB instances of one function have optima at other values."""
+    return run["final"] - (run["f_opt"] or 0.0)
+
+
 def _median_gap_by_function(group: Group) -> dict[int, float]:
     gaps: dict[int, list[float]] = {}
     for r in group.runs:
-        gaps.setdefault(r["fid"], []).append(r["final"] - (r["f_opt"] or 0.0))
+        gaps.setdefault(r["fid"], []).append(_gap(r))
     return {fid: float(quantiles(v, 50)) for fid, v in gaps.items()}
 
 
@@ -140,8 +146,8 @@ def safety_goal(suite: SuiteRuns) -> dict | None:
     problems = sorted({key(r) for r in learned.runs})
     unsafe = []
     for p in problems:
-        ours = quantiles([r["final"] for r in learned.runs if key(r) == p], 50)
-        limit = quantiles([r["final"] for r in reference.runs if key(r) == p], 75)
+        ours = quantiles([_gap(r) for r in learned.runs if key(r) == p], 50)
+        limit = quantiles([_gap(r) for r in reference.runs if key(r) == p], 75)
         if ours > limit:
             unsafe.append(p)
     figure = f"{len(problems) - len(unsafe)}/{len(problems)} " + (
