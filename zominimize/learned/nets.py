@@ -203,22 +203,26 @@ def coherence(moments: Moments) -> torch.Tensor:
 
 def normalised(g: torch.Tensor, moments: Moments) -> tuple[torch.Tensor, torch.Tensor, Moments]:
     """Update the moments with g (..., d); return (g / rms, m^ / rms, new moments), float64.
-
-    The coherence is updated with cos(g, m) before m takes in g.
+    The coherence is left as it is (only the "rms-coherence" features advance it).
 
     The RMS is floored at RELATIVE_FLOOR times its largest value over the d
     coordinates, which keeps the features scale-free and finite.
     """
     count = moments.count + 1
-    agreement = moments.coherence
-    if moments.count:
-        agreement = BETA_C * agreement + (1 - BETA_C) * _cosine(g, moments.m)
     m = BETA1 * moments.m + (1 - BETA1) * g
     v = BETA2 * moments.v + (1 - BETA2) * g * g
     rms = torch.sqrt(v / (1 - BETA2 ** count))
     rms = rms + RELATIVE_FLOOR * rms.amax(dim=-1, keepdim=True).clamp_min(
         torch.finfo(torch.float64).tiny)
-    return g / rms, (m / (1 - BETA1 ** count)) / rms, Moments(count, m, v, agreement)
+    return g / rms, (m / (1 - BETA1 ** count)) / rms, Moments(count, m, v, moments.coherence)
+
+
+def _advance_coherence(g: torch.Tensor, moments: Moments) -> Moments:
+    """The moments with the coherence updated by cos(g, m), m before it takes in g."""
+    if not moments.count:
+        return moments
+    agreement = BETA_C * moments.coherence + (1 - BETA_C) * _cosine(g, moments.m)
+    return moments._replace(coherence=agreement)
 
 
 def update_inputs(g: torch.Tensor, moments: Moments, features: str):
@@ -227,6 +231,8 @@ def update_inputs(g: torch.Tensor, moments: Moments, features: str):
     n = UPDATE_INPUTS[features]: [g, 0] ("raw"), [g/rms, m^/rms] ("rms"), and the
     coherence broadcast to every coordinate as a third row ("rms-coherence").
     """
+    if features == "rms-coherence":
+        moments = _advance_coherence(g, moments)
     g_n, m_n, moments = normalised(g, moments)
     if features == "raw":
         rows = [g, torch.zeros_like(g)]

@@ -15,8 +15,8 @@ import torch
 
 from ..rules import Rule
 from ..samplers import Sampler
-from .nets import (CoordinateLSTM, Moments, adam_corrected_step, initial_moments, normalised,
-                   query_inputs, query_scales, update_inputs)
+from .nets import (NORMALISED_FEATURES, CoordinateLSTM, Moments, adam_corrected_step,
+                   initial_moments, normalised, query_inputs, query_scales, update_inputs)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -64,7 +64,7 @@ def update_step(net: CoordinateLSTM, g: torch.Tensor, state: UpdateState, lr: fl
     if step_form != "direct":
         step = adam_corrected_step(out, inputs[..., 1, :]).double().mul_(lr)
     else:
-        step = out.double() * (1.0 if features == "raw" else lr)
+        step = out.double() * (lr if features in NORMALISED_FEATURES else 1.0)
     return step, UpdateState(h, c, moments)
 
 

@@ -280,7 +280,7 @@ class Trainer:
                                                             self.config.step_form)
         scores = {"untrained": validate(fresh_update, fresh_query, self.config, "stage1",
                                         self.held_out)}
-        if self.config.features != "raw":
+        if self.config.features in learned_nets.NORMALISED_FEATURES:
             scores["zo-adam"] = validate(AdamInFeatures(self.config.step_form), fresh_query, self.config, "stage1",
                                          self.held_out)
         return scores
