@@ -42,7 +42,7 @@ def random_nets(seed=0, features="rms", step_form="direct"):
 
 #: (features, step_form) pairs that weight sets are built with.
 DESIGNS = [("rms", "direct"), ("rms", "adam"), ("rms-coherence", "adam"),
-           ("rms-coherence", "adam-scale")]
+           ("rms-coherence", "adam-scale"), ("rms-max-coherence", "adam-scale")]
 
 
 @pytest.fixture(params=DESIGNS, ids=["-".join(d) for d in DESIGNS])
@@ -106,7 +106,8 @@ def _edit_manifest(folder, change):
     (lambda f: _edit_manifest(f, lambda e: e["architecture"].update(hidden=20)), "architecture"),
     (lambda f: _edit_manifest(f, lambda e: e.update(step_form="sideways")), "step_form"),
     (lambda f: _edit_manifest(f, lambda e: e.update(  # another feature set: other inputs
-        features={"rms": "rms-coherence", "rms-coherence": "rms"}[e["features"]])),
+        features={"rms": "rms-coherence", "rms-coherence": "rms",
+                  "rms-max-coherence": "rms"}[e["features"]])),
      "architecture"),
     (lambda f: (f / "manifest.json").write_text("{not json"), "JSON"),
     (lambda f: (f / "manifest.json").unlink(), "no weights manifest"),
@@ -334,7 +335,8 @@ def test_task_families_are_differentiable_and_nonnegative():
 
 
 @pytest.mark.parametrize("features, step_form", [("rms", "adam"), ("rms-coherence", "adam"),
-                                                 ("rms-coherence", "adam-scale")])
+                                                 ("rms-coherence", "adam-scale"),
+                                                 ("rms-max-coherence", "adam-scale")])
 def test_adam_step_forms_with_a_zero_head_are_zo_adam(features, step_form):
     """The "adam" forms start as ZO-Adam: with zero head weights they take Adam's steps."""
     update, query = learned_nets.make_nets(features, step_form)
@@ -355,6 +357,30 @@ def test_adam_step_forms_with_a_zero_head_are_zo_adam(features, step_form):
         paths.append(state.x)
     torch.testing.assert_close(paths[0], paths[1])
     assert not torch.equal(paths[0], task.x0)
+
+
+def test_max_corrected_features_with_a_zero_head_step_as_the_zo_adamm_method():
+    """With "rms-max-coherence" a zero head takes zo-adamm's steps (the package's rule, its
+    second moment max-corrected); "rms-coherence" takes plain Adam's, which differ once the
+    estimates shrink."""
+    from zominimize.learned.rule import learned_rule
+    from zominimize.rules import adamm
+    net, _ = learned_nets.make_nets("rms-max-coherence", "adam-scale")
+    with torch.no_grad():
+        net.head.weight.zero_()
+    rng = np.random.default_rng(0)
+    estimates = [rng.standard_normal(50) * 10.0 ** -(t / 500) for t in range(3000)]  # shrinking
+    paths = {}
+    for name, rule in (("max", learned_rule(net, 0.1, "rms-max-coherence", "adam-scale", "cpu")),
+                       ("plain", learned_rule(net, 0.1, "rms-coherence", "adam-scale", "cpu")),
+                       ("zo-adamm", adamm(0.1, 0.9, 0.999, 1e-12))):
+        state, steps = rule.init(50), []
+        for g in estimates:
+            step, state = rule.update(g.copy(), state)
+            steps.append(np.asarray(step, dtype=np.float64))
+        paths[name] = np.array(steps)
+    np.testing.assert_allclose(paths["max"], paths["zo-adamm"], rtol=1e-5, atol=1e-12)
+    assert np.abs(paths["plain"][-100:]).mean() > 3 * np.abs(paths["max"][-100:]).mean()
 
 
 def test_coherence_feature_is_one_row_for_all_coordinates_and_scale_free():

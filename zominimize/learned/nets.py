@@ -10,8 +10,12 @@ their running RMS (the RNNprop / Adam features)::
     m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2
     inputs = [g / sqrt(v^), m^ / sqrt(v^)]      (^: bias-corrected)
 
-which do not change when f or x is rescaled. The feature set ``"rms-coherence"``
-adds a third input, the same for every coordinate: the coherence of the estimates,
+which do not change when f or x is rescaled. The feature set ``"rms-max-coherence"``
+normalises by ZO-AdaMM's max-corrected RMS instead, sqrt(max_t v_t / (1 - b2^t)), so
+that Adam's step read off them is ZO-AdaMM's (the package's reference and fallback;
+its second moment never shrinks, so its steps shrink near an optimum as plain
+Adam's do not). The feature sets ``"rms-coherence"`` and ``"rms-max-coherence"`` add a
+third input, the same for every coordinate: the coherence of the estimates,
 a running mean (decay BETA_C) of the cosine between g_t and the momentum m_{t-1}.
 Consecutive estimates share the gradient and not the noise, so the coherence falls as
 the estimate's noise grows (along ZO-Adam's path on the L2L paper's task with q = 20:
@@ -53,12 +57,16 @@ HIDDEN = 10
 #: Coordinates per block when a large d runs without autograd (see CoordinateLSTM.forward).
 CHUNK = 16384
 HEAD_SCALE = 0.1
-FEATURE_SETS = ("rms", "rms-coherence", "raw")
+FEATURE_SETS = ("rms", "rms-coherence", "rms-max-coherence", "raw")
 #: Feature sets normalised by the running RMS (those the "adam" step forms can read).
-NORMALISED_FEATURES = ("rms", "rms-coherence")
+NORMALISED_FEATURES = ("rms", "rms-coherence", "rms-max-coherence")
+#: Feature sets with the coherence as a third input.
+COHERENCE_FEATURES = ("rms-coherence", "rms-max-coherence")
+#: Feature sets normalised by the max-corrected second moment (ZO-AdaMM's).
+MAX_FEATURES = ("rms-max-coherence",)
 STEP_FORMS = ("direct", "adam", "adam-scale")
 #: Inputs per coordinate of the UpdateRNN for each feature set (the QueryRNN always reads 2).
-UPDATE_INPUTS = {"rms": 2, "rms-coherence": 3, "raw": 2}
+UPDATE_INPUTS = {"rms": 2, "rms-coherence": 3, "rms-max-coherence": 3, "raw": 2}
 #: Outputs per coordinate of the UpdateRNN for each step form.
 UPDATE_OUTPUTS = {"direct": 1, "adam": 2, "adam-scale": 1}
 #: The "adam" step forms multiply Adam's step by at most exp(LOG_RANGE) (or divide it).
@@ -171,18 +179,21 @@ def _tanh_(x: torch.Tensor) -> torch.Tensor:
 
 
 class Moments(NamedTuple):
-    """Running first and second moments of g (float64, one per coordinate), and the
-    running coherence (one per run: shape (..., 1), not bias-corrected)."""
+    """Running first and second moments of g (float64, one per coordinate), the largest
+    second moment so far (the same tensor as v unless the features are max-corrected),
+    and the running coherence (one per run: shape (..., 1), not bias-corrected)."""
 
     count: int
     m: torch.Tensor
     v: torch.Tensor
     coherence: torch.Tensor
+    v_max: torch.Tensor
 
 
 def initial_moments(shape, device=None) -> Moments:
     zeros = torch.zeros(shape, dtype=torch.float64, device=device)
-    return Moments(0, zeros, zeros.clone(), zeros[..., :1].clone())
+    v = zeros.clone()
+    return Moments(0, zeros, v, zeros[..., :1].clone(), v)
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -201,9 +212,11 @@ def coherence(moments: Moments) -> torch.Tensor:
     return moments.coherence / (1 - BETA_C ** observed)
 
 
-def normalised(g: torch.Tensor, moments: Moments) -> tuple[torch.Tensor, torch.Tensor, Moments]:
+def normalised(g: torch.Tensor, moments: Moments,
+               max_corrected: bool = False) -> tuple[torch.Tensor, torch.Tensor, Moments]:
     """Update the moments with g (..., d); return (g / rms, m^ / rms, new moments), float64.
-    The coherence is left as it is (only the "rms-coherence" features advance it).
+    The coherence is left as it is (only the coherence features advance it). With
+    ``max_corrected`` the RMS is ZO-AdaMM's, from the largest v so far.
 
     The RMS is floored at RELATIVE_FLOOR times its largest value over the d
     coordinates, which keeps the features scale-free and finite.
@@ -211,10 +224,12 @@ def normalised(g: torch.Tensor, moments: Moments) -> tuple[torch.Tensor, torch.T
     count = moments.count + 1
     m = BETA1 * moments.m + (1 - BETA1) * g
     v = BETA2 * moments.v + (1 - BETA2) * g * g
-    rms = torch.sqrt(v / (1 - BETA2 ** count))
+    v_max = torch.maximum(moments.v_max, v) if max_corrected else v
+    rms = torch.sqrt(v_max / (1 - BETA2 ** count))
     rms = rms + RELATIVE_FLOOR * rms.amax(dim=-1, keepdim=True).clamp_min(
         torch.finfo(torch.float64).tiny)
-    return g / rms, (m / (1 - BETA1 ** count)) / rms, Moments(count, m, v, moments.coherence)
+    return (g / rms, (m / (1 - BETA1 ** count)) / rms,
+            Moments(count, m, v, moments.coherence, v_max))
 
 
 def _advance_coherence(g: torch.Tensor, moments: Moments) -> Moments:
@@ -229,11 +244,11 @@ def update_inputs(g: torch.Tensor, moments: Moments, features: str):
     """UpdateRNN inputs (..., n, d) float32 and the new moments, from the estimate g (float64).
 
     n = UPDATE_INPUTS[features]: [g, 0] ("raw"), [g/rms, m^/rms] ("rms"), and the
-    coherence broadcast to every coordinate as a third row ("rms-coherence").
+    coherence broadcast to every coordinate as a third row (COHERENCE_FEATURES).
     """
-    if features == "rms-coherence":
+    if features in COHERENCE_FEATURES:
         moments = _advance_coherence(g, moments)
-    g_n, m_n, moments = normalised(g, moments)
+    g_n, m_n, moments = normalised(g, moments, features in MAX_FEATURES)
     if features == "raw":
         rows = [g, torch.zeros_like(g)]
     elif features == "rms":

@@ -33,16 +33,20 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 
 
 def _moments_data(m: Moments) -> dict:
-    return {"count": m.count, "m": _numpy(m.m), "v": _numpy(m.v),
+    data = {"count": m.count, "m": _numpy(m.m), "v": _numpy(m.v),
             "coherence": _numpy(m.coherence)}
+    if m.v_max is not m.v:  # only max-corrected features keep a v_max of their own
+        data["v_max"] = _numpy(m.v_max)
+    return data
 
 
 def _moments(data: dict, device) -> Moments:
     # states saved before the coherence existed come from feature sets that never read it
     coherence = data.get("coherence", np.zeros(1))
-    return Moments(int(data["count"]), torch.as_tensor(data["m"], device=device),
-                   torch.as_tensor(data["v"], device=device),
-                   torch.as_tensor(coherence, device=device))
+    v = torch.as_tensor(data["v"], device=device)
+    v_max = torch.as_tensor(data["v_max"], device=device) if "v_max" in data else v
+    return Moments(int(data["count"]), torch.as_tensor(data["m"], device=device), v,
+                   torch.as_tensor(coherence, device=device), v_max)
 
 
 class UpdateState(NamedTuple):

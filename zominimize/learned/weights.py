@@ -28,7 +28,7 @@ DEFAULT_SET = "l2l-zo"
 def architecture(step_form: str = "direct", features: str = "rms") -> dict:
     """The architecture this version of zominimize builds for a step form and feature set
     (compared with the manifest's). The "adam" form's UpdateRNN has two outputs per
-    coordinate, and the "rms-coherence" features give it a third input; the "adam"
+    coordinate, and the coherence features give it a third input; the "adam"
     forms record the multiplier's range, and the "adam-scale" form its name."""
     from .nets import HEAD_SCALE, HIDDEN, LOG_RANGE, UPDATE_INPUTS, UPDATE_OUTPUTS
     layout = {"cell": "lstm", "hidden": HIDDEN, "inputs": 2, "bias": False,

@@ -142,8 +142,9 @@ def selection_key(score: dict, selection: str) -> tuple:
 
 
 class AdamInFeatures(torch.nn.Module):
-    """ZO-Adam written as an UpdateRNN: step = -lr * m^ / sqrt(v^), read off the 'rms'
-    features (beta1 0.9, beta2 0.999). A reference the learned net can represent exactly:
+    """ZO-Adam written as an UpdateRNN: step = -lr * m^ / rms, read off the normalised
+    features (beta1 0.9, beta2 0.999; ZO-AdaMM's step, the package's "zo-adamm", with the
+    max-corrected "rms-max-coherence"). A reference the learned net can represent exactly:
     in the "direct" step form it outputs -m^ / rms, in the "adam" forms no correction."""
 
     hidden = 1
