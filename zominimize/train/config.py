@@ -14,6 +14,10 @@ META_LOSSES = ("log", "vs-adam")
 #: ("safe", vs-adam only) the one least behind ZO-Adam on its worst held-out batch, then
 #: the lowest mean.
 SELECTIONS = ("mean", "safe")
+#: How episodes pick their family and dimension: by the family weights and uniformly over
+#: dims, or ("adaptive", vs-adam only) also leaning towards the (family, dimension) cells
+#: whose recent episodes were furthest behind ZO-Adam (see trainer.cell_probabilities).
+TASK_SAMPLINGS = ("uniform", "adaptive")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class TrainConfig:
     meta_loss: str = "log"           # or "vs-adam": log(1 + f_t / f_t of ZO-Adam), see trainer
     behind_penalty: float = 0.0      # vs-adam: extra weight on the steps behind ZO-Adam
     selection: str = "mean"          # or "safe": see SELECTIONS
+    task_sampling: str = "uniform"   # or "adaptive": see TASK_SAMPLINGS
+    adaptive_sharpness: float = 20.0  # adaptive: a cell 0.1 further behind is e^2 as likely
     families: dict = field(default_factory=lambda: {f: 1.0 for f in FAMILIES})
     dims: tuple = (16, 32, 64)
     batch: int | tuple = 8           # tasks per episode (one family and dimension); or one
@@ -60,11 +66,18 @@ class TrainConfig:
             raise ValueError(f"meta_loss must be one of {META_LOSSES}, got {self.meta_loss!r}")
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.task_sampling not in TASK_SAMPLINGS:
+            raise ValueError(f"task_sampling must be one of {TASK_SAMPLINGS}, "
+                             f"got {self.task_sampling!r}")
+        if not self.adaptive_sharpness >= 0:
+            raise ValueError(f"adaptive_sharpness must be >= 0, got {self.adaptive_sharpness!r}")
         if self.behind_penalty < 0:
             raise ValueError(f"behind_penalty must be >= 0, got {self.behind_penalty!r}")
-        if (self.selection == "safe" or self.behind_penalty) and self.meta_loss != "vs-adam":
-            raise ValueError(f"selection='safe' and behind_penalty compare with ZO-Adam: they "
-                             f"need meta_loss='vs-adam', got {self.meta_loss!r}")
+        if ((self.selection == "safe" or self.behind_penalty or self.task_sampling == "adaptive")
+                and self.meta_loss != "vs-adam"):
+            raise ValueError(f"selection='safe', behind_penalty and task_sampling='adaptive' "
+                             f"compare with ZO-Adam: they need meta_loss='vs-adam', got "
+                             f"{self.meta_loss!r}")
         unknown = set(self.families) - set(FAMILIES)
         if unknown:
             raise ValueError(f"unknown task families {sorted(unknown)}; known: {FAMILIES}")

@@ -14,6 +14,11 @@ The meta-loss averages over the T steps either
   (a score of log 2 = 0.693 is ZO-Adam itself). ``behind_penalty`` = k weighs the
   steps behind ZO-Adam k + 1 times: l + k max(0, l - log 2).
 
+With ``task_sampling = "adaptive"`` an episode's family and dimension lean towards the
+cells whose recent training episodes were furthest behind ZO-Adam (a group-DRO-like
+reweighting, see ``cell_probabilities``), so that gains on most tasks are not bought
+with losses on a few; a quarter of the probability stays with the uniform choice.
+
 Validation keeps, per stage, the checkpoint with the lowest mean held-out meta-loss, or
 (``selection = "safe"``) the one whose worst held-out batch is least behind ZO-Adam
 (then the lowest mean): gains on most tasks must not buy losses on a few.
@@ -128,8 +133,10 @@ def validate(update_net, query_net, config: TrainConfig, stage: str,
     gen = torch.Generator().manual_seed(config.validation_seed + 1)
     scores = [run_episode(task, update_net, query_net, config, settings, gen)
               for task in held_out]
+    worst = max(range(len(scores)), key=lambda i: scores[i][0])
     return {"meta_loss": sum(s[0] for s in scores) / len(scores),
-            "worst_meta_loss": max(s[0] for s in scores),
+            "worst_meta_loss": scores[worst][0],
+            "worst_batch": f"{held_out[worst].family} d={held_out[worst].size[1]}",
             "final_log_ratio": sum(s[1] for s in scores) / len(scores)}
 
 
@@ -165,11 +172,54 @@ class AdamInFeatures(torch.nn.Module):
         return -inputs[..., 1, :], state  # inputs (..., 2, d): [g / rms, m^ / rms]
 
 
-def _sample_task(config: TrainConfig, gen: torch.Generator) -> tasks.TaskBatch:
-    names = list(config.families)
-    weights_t = torch.tensor([config.families[n] for n in names], dtype=torch.float64)
-    family = names[int(torch.multinomial(weights_t, 1, generator=gen))]
-    d = config.dims[int(torch.randint(len(config.dims), (1,), generator=gen))]
+#: Share of the "adaptive" sampling probability that stays with the uniform choice.
+UNIFORM_SHARE = 0.25
+#: Decay of each cell's running mean of its episodes' meta-losses ("adaptive" sampling).
+CELL_DECAY = 0.8
+#: Episode meta-losses are capped here in that mean (a diverged episode scores +inf).
+CELL_LOSS_CAP = 3.0
+
+
+def cell_probabilities(config: TrainConfig, history: list[dict], stage: str) -> dict:
+    """Probability of each (family, d) cell for the next episode of ``stage``.
+
+    "uniform": the family weights times 1 / len(dims). "adaptive": that base
+    probability times exp(sharpness * L), L the cell's running mean (decay CELL_DECAY)
+    of its episodes' meta-losses in this stage (log 2, ZO-Adam's score, before any),
+    renormalised and mixed with the base (UNIFORM_SHARE of it). A pure function of the
+    history, so a resumed run samples as the uninterrupted one.
+    """
+    total = sum(config.families.values())
+    base = {(f, d): w / total / len(config.dims)
+            for f, w in config.families.items() for d in config.dims}
+    if config.task_sampling == "uniform":
+        return base
+    running = dict.fromkeys(base, math.log(2))
+    for entry in history:
+        cell = (entry["family"], entry.get("dim"))
+        if entry["stage"] == stage and cell in running:
+            loss = min(entry["loss"], CELL_LOSS_CAP)
+            running[cell] = CELL_DECAY * running[cell] + (1 - CELL_DECAY) * loss
+    top = max(running.values())
+    leaning = {c: base[c] * math.exp(config.adaptive_sharpness * (running[c] - top))
+               for c in base}
+    norm = sum(leaning.values())
+    return {c: UNIFORM_SHARE * base[c] + (1 - UNIFORM_SHARE) * leaning[c] / norm for c in base}
+
+
+def _sample_task(config: TrainConfig, gen: torch.Generator, history: list[dict],
+                 stage: str) -> tasks.TaskBatch:
+    if config.task_sampling == "uniform":  # family by weight, then d (as before "adaptive")
+        names = list(config.families)
+        weights_t = torch.tensor([config.families[n] for n in names], dtype=torch.float64)
+        family = names[int(torch.multinomial(weights_t, 1, generator=gen))]
+        d = config.dims[int(torch.randint(len(config.dims), (1,), generator=gen))]
+    else:
+        cells = cell_probabilities(config, history, stage)
+        order = list(cells)
+        chosen = torch.multinomial(torch.tensor([cells[c] for c in order], dtype=torch.float64),
+                                   1, generator=gen)
+        family, d = order[int(chosen)]
     return tasks.sample(gen, family, config.batch_for(d), d, config.f_scale, config.max_samples)
 
 
@@ -247,11 +297,12 @@ class Trainer:
             self._validate(stage, 0, started, report)
         episodes = range(self.progress["episode"], spec.episodes)
         for episode in (bar(episodes, desc=stage) if bar else episodes):
-            task = _sample_task(self.config, self.gen)
+            task = _sample_task(self.config, self.gen, self.progress["history"], stage)
             loss, _ = run_episode(task, self.update_net, self.query_net, self.config, settings,
                                   self.gen, spec.penalty, self.optimizer)
             self.progress["history"].append({"stage": stage, "episode": episode,
-                                             "family": task.family, "loss": loss})
+                                             "family": task.family, "dim": task.size[1],
+                                             "loss": loss})
             self.progress["episode"] = episode + 1
             if (episode + 1) % self.config.validate_every == 0 or episode + 1 == spec.episodes:
                 self._validate(stage, episode + 1, started, report)
@@ -270,7 +321,8 @@ class Trainer:
         self.progress["seconds"] = time.perf_counter() - started
         self.save_checkpoint()
         report(f"{stage} episode {episode}/{getattr(self.config, stage).episodes}: validation "
-               f"meta-loss {score['meta_loss']:.4f} (worst batch {score['worst_meta_loss']:.4f}),"
+               f"meta-loss {score['meta_loss']:.4f} (worst batch {score['worst_meta_loss']:.4f}, "
+               f"{score['worst_batch']}),"
                f" final log(f/f0) {score['final_log_ratio']:.3f} "
                f"({self.progress['seconds']:.0f} s)")
 
