@@ -2,6 +2,7 @@
 
 import copy
 import json
+import math
 
 import numpy as np
 import pytest
@@ -297,9 +298,11 @@ def test_tiny_training_lowers_the_meta_loss_and_writes_loadable_weights(tmp_path
     assert res.fun < quadratic_np(np.zeros(D)) or res.fallback is not None
 
 
-def test_training_resumes_to_the_same_weights(tmp_path):
+@pytest.mark.parametrize("sampling", [{}, dict(task_sampling="adaptive", meta_loss="vs-adam",
+                                              dims=(8, 12))], ids=["uniform", "adaptive"])
+def test_training_resumes_to_the_same_weights(tmp_path, sampling):
     torch.set_num_threads(1)
-    config = tiny_config(stage1=StageConfig(episodes=20, lr=3e-3))
+    config = tiny_config(stage1=StageConfig(episodes=20, lr=3e-3), **sampling)
     whole = Trainer(config, tmp_path / "whole")
     whole.run(report=lambda line: None)
     first = Trainer(config, tmp_path / "part")
@@ -558,6 +561,37 @@ def test_the_nets_a_stage_starts_from_compete_for_its_checkpoint(tmp_path):
     assert trainer.progress["best"]["stage2"]["episode"] == 0
     for key, value in start.items():
         assert torch.equal(trainer.query_net.state_dict()[key], value)
+
+
+def test_adaptive_sampling_leans_towards_the_cells_behind_zo_adam():
+    """"uniform": family weights over dims; "adaptive": cells whose episodes of this stage
+    were behind ZO-Adam (meta-loss > log 2) gain probability, every cell keeps at least its
+    UNIFORM_SHARE of the base, a diverged episode (inf) is capped, other stages are ignored."""
+    from zominimize.train.trainer import UNIFORM_SHARE, cell_probabilities
+    families = {"quadratic": 1.0, "nclsq": 3.0}
+    uniform = tiny_config(families=families, dims=(8, 16))
+    base = cell_probabilities(uniform, [], "stage1")
+    assert base == pytest.approx({("quadratic", 8): 0.125, ("quadratic", 16): 0.125,
+                                  ("nclsq", 8): 0.375, ("nclsq", 16): 0.375})
+    adaptive = tiny_config(families=families, dims=(8, 16), meta_loss="vs-adam",
+                           task_sampling="adaptive")
+    assert cell_probabilities(adaptive, [], "stage1") == pytest.approx(base)
+    history = [{"stage": "stage1", "episode": i, "family": "quadratic", "dim": 16,
+                "loss": loss} for i, loss in enumerate([0.8, 0.9, math.inf])]
+    history += [{"stage": "stage1", "episode": 3, "family": "nclsq", "dim": 8, "loss": 0.5},
+                {"stage": "stage2", "episode": 0, "family": "quadratic", "dim": 8,
+                 "loss": math.inf}]
+    leaning = cell_probabilities(adaptive, history, "stage1")
+    assert sum(leaning.values()) == pytest.approx(1.0)
+    assert max(leaning, key=leaning.get) == ("quadratic", 16) and leaning[("quadratic", 16)] > 0.5
+    assert leaning[("nclsq", 8)] < leaning[("nclsq", 16)]  # ahead of ZO-Adam: less often
+    assert all(leaning[c] >= UNIFORM_SHARE * base[c] for c in base)
+    assert cell_probabilities(adaptive, history, "stage2")[("quadratic", 8)] > 0.5
+    for bad, message in ((dict(task_sampling="worst"), "task_sampling"),
+                         (dict(task_sampling="adaptive"), "vs-adam"),
+                         (dict(adaptive_sharpness=-1.0), "adaptive_sharpness")):
+        with pytest.raises(ValueError, match=message):
+            tiny_config(**bad)
 
 
 def test_safe_selection_prefers_the_checkpoint_never_behind_zo_adam():
