@@ -563,6 +563,21 @@ def test_the_nets_a_stage_starts_from_compete_for_its_checkpoint(tmp_path):
         assert torch.equal(trainer.query_net.state_dict()[key], value)
 
 
+def test_episodes_of_several_cells_train_on_their_mean_and_record_each(tmp_path):
+    torch.set_num_threads(1)
+    config = tiny_config(cells_per_episode=3, stage1=StageConfig(episodes=4, lr=3e-3),
+                         stage2=StageConfig(episodes=1, lr=5e-3), validate_every=4)
+    trainer = Trainer(config, tmp_path)
+    trainer.run(report=lambda line: None)
+    stage1 = [h for h in trainer.progress["history"] if h["stage"] == "stage1"]
+    assert [h["episode"] for h in stage1] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert all(np.isfinite(h["loss"]) and h["dim"] == 8 for h in stage1)
+    assert {h["family"] for h in stage1} == {"quadratic", "nclsq"}
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="cells_per_episode"):
+            tiny_config(cells_per_episode=bad)
+
+
 def test_adaptive_sampling_leans_towards_the_cells_behind_zo_adam():
     """"uniform": family weights over dims; "adaptive": cells whose episodes of this stage
     were behind ZO-Adam (meta-loss > log 2) gain probability, every cell keeps at least its

@@ -45,6 +45,7 @@ class TrainConfig:
     behind_penalty: float = 0.0      # vs-adam: extra weight on the steps behind ZO-Adam
     selection: str = "mean"          # or "safe": see SELECTIONS
     task_sampling: str = "uniform"   # or "adaptive": see TASK_SAMPLINGS
+    cells_per_episode: int = 1       # task batches (each its own family and d) per outer step
     adaptive_sharpness: float = 20.0  # adaptive: a cell 0.1 further behind is e^2 as likely
     families: dict = field(default_factory=lambda: {f: 1.0 for f in FAMILIES})
     dims: tuple = (16, 32, 64)
@@ -66,6 +67,9 @@ class TrainConfig:
             raise ValueError(f"meta_loss must be one of {META_LOSSES}, got {self.meta_loss!r}")
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if int(self.cells_per_episode) != self.cells_per_episode or self.cells_per_episode < 1:
+            raise ValueError(f"cells_per_episode must be a positive integer, "
+                             f"got {self.cells_per_episode!r}")
         if self.task_sampling not in TASK_SAMPLINGS:
             raise ValueError(f"task_sampling must be one of {TASK_SAMPLINGS}, "
                              f"got {self.task_sampling!r}")

@@ -3,7 +3,10 @@
 Stage 1 trains the UpdateRNN with N(0, I) queries; stage 2 freezes it and trains
 the QueryRNN. An episode samples B tasks of one family and dimension, runs T
 optimizer steps, and takes one outer Adam step every ``truncation`` steps on the
-meta-loss, with gradients clipped elementwise to [-1, 1] (the paper's settings).
+meta-loss, with gradients clipped elementwise to [-1, 1] (the paper's settings). With
+``cells_per_episode`` = K > 1, K such batches, each drawn on its own, run side by side
+and each outer step takes the mean of their meta-losses, so that one family's gradient
+does not swing the nets alone.
 The meta-loss averages over the T steps either
 
 * ``"log"`` (the paper's, scale-free): log(f(x_t) / f(x_0)), or
@@ -58,52 +61,80 @@ def unroll_settings(config: TrainConfig, stage: str) -> UnrollSettings:
                           meta_gradient=config.meta_gradient)
 
 
-def run_episode(task: tasks.TaskBatch, update_net, query_net, config: TrainConfig,
-                settings: UnrollSettings, gen: torch.Generator, penalty: float = 0.0,
-                optimizer: torch.optim.Optimizer | None = None) -> tuple[float, float]:
-    """Unroll the learned optimizer on ``task``; train when ``optimizer`` is given.
+class _TaskUnroll:
+    """The learned optimizer's run on one task batch inside an episode (and, for the
+    "vs-adam" meta-loss, ZO-Adam's run alongside on the same draws)."""
 
-    Returns (meta-loss averaged over the steps, final log(f_T / f_0)), both
-    averaged over the batch. A diverging episode (non-finite values) stops early
-    without an update and scores +inf.
-    """
-    lr, mu = step_sizes(task.x0, settings)
-    state = initial_state(task.x0, update_net, query_net)
-    reference = None  # ZO-Adam's run on the same draws, for the "vs-adam" meta-loss
-    if config.meta_loss == "vs-adam":
-        adam = AdamInFeatures(settings.step_form)
-        reference = initial_state(task.x0, adam, query_net)
-        plain = replace(settings, use_query=False, train_query=False)
-    with torch.no_grad():
-        f_start = task.fun(task.x0)
-    floor = 1e-12 * f_start
-    parameters = [p for group in optimizer.param_groups for p in group["params"]] \
-        if optimizer is not None else []
-    window, total, last = 0.0, 0.0, math.nan
-    for t in range(config.steps):
-        eps = torch.randn(config.q, *task.x0.shape, generator=gen, dtype=torch.float64)
-        state, _, _, out = unroll_step(task.fun, state, eps, update_net, query_net, lr, mu,
-                                       settings)
-        f_t = value(task.fun, state.x, mu, settings) + floor
-        ratio = torch.log(f_t / (f_start + floor))
-        if reference is None:
+    def __init__(self, task: tasks.TaskBatch, update_net, query_net, config: TrainConfig,
+                 settings: UnrollSettings):
+        self.task, self.update_net, self.query_net = task, update_net, query_net
+        self.config, self.settings = config, settings
+        self.lr, self.mu = step_sizes(task.x0, settings)
+        self.state = initial_state(task.x0, update_net, query_net)
+        self.reference = None
+        if config.meta_loss == "vs-adam":
+            self.adam = AdamInFeatures(settings.step_form)
+            self.reference = initial_state(task.x0, self.adam, query_net)
+            self.plain = replace(settings, use_query=False, train_query=False)
+        with torch.no_grad():
+            self.f_start = task.fun(task.x0)
+        self.floor = 1e-12 * self.f_start
+
+    def step(self, eps: torch.Tensor, penalty: float) -> tuple[torch.Tensor, float]:
+        """One optimizer step with the draws eps: (this step's meta-loss term, a scalar
+        tensor, and the mean log(f_t / f_0))."""
+        fun, config, floor = self.task.fun, self.config, self.floor
+        self.state, _, _, out = unroll_step(fun, self.state, eps, self.update_net,
+                                            self.query_net, self.lr, self.mu, self.settings)
+        f_t = value(fun, self.state.x, self.mu, self.settings) + floor
+        ratio = torch.log(f_t / (self.f_start + floor))
+        if self.reference is None:
             loss = ratio.mean() / config.steps
         else:
             with torch.no_grad():
-                reference = unroll_step(task.fun, reference, eps, adam, query_net, lr, mu,
-                                        plain)[0]
-                f_adam = task.fun(reference.x) + floor
+                self.reference = unroll_step(fun, self.reference, eps, self.adam,
+                                             self.query_net, self.lr, self.mu, self.plain)[0]
+                f_adam = fun(self.reference.x) + floor
             behind = torch.log1p(f_t / f_adam)
             if config.behind_penalty:
                 behind = behind + config.behind_penalty * (behind - math.log(2)).clamp_min(0)
             loss = behind.mean() / config.steps
         if out is not None and penalty:
             loss = loss + penalty * out.pow(2).mean() / config.steps
-        if not torch.isfinite(loss):
-            return math.inf, math.inf
-        window = window + loss
-        total += float(loss.detach())
-        last = float(ratio.detach().mean())
+        return loss, float(ratio.detach().mean())
+
+    def cut(self) -> None:
+        """Detach the states at a truncation boundary."""
+        self.state = detach(self.state)
+        self.reference = None if self.reference is None else detach(self.reference)
+
+
+def run_episode(batches: list[tasks.TaskBatch], update_net, query_net, config: TrainConfig,
+                settings: UnrollSettings, gen: torch.Generator, penalty: float = 0.0,
+                optimizer: torch.optim.Optimizer | None = None) -> list[tuple[float, float]]:
+    """Unroll the learned optimizer on each task batch side by side; train when
+    ``optimizer`` is given, each outer step on the mean of the batches' meta-losses.
+
+    Returns, per batch, (meta-loss averaged over the steps, final log(f_T / f_0)), both
+    averaged over the batch's tasks. A diverging episode (non-finite values) stops
+    early without an update and scores +inf for every batch.
+    """
+    unrolls = [_TaskUnroll(task, update_net, query_net, config, settings) for task in batches]
+    parameters = [p for group in optimizer.param_groups for p in group["params"]] \
+        if optimizer is not None else []
+    window = 0.0
+    totals, lasts = [0.0] * len(unrolls), [math.nan] * len(unrolls)
+    for t in range(config.steps):
+        losses = []
+        for i, unroll in enumerate(unrolls):
+            eps = torch.randn(config.q, *unroll.task.x0.shape, generator=gen,
+                              dtype=torch.float64)
+            loss, lasts[i] = unroll.step(eps, penalty)
+            if not torch.isfinite(loss):
+                return [(math.inf, math.inf)] * len(unrolls)
+            totals[i] += float(loss.detach())
+            losses.append(loss)
+        window = window + sum(losses) / len(losses)
         if (t + 1) % config.truncation == 0:
             if optimizer is not None and window.requires_grad:
                 optimizer.zero_grad()
@@ -111,9 +142,9 @@ def run_episode(task: tasks.TaskBatch, update_net, query_net, config: TrainConfi
                 torch.nn.utils.clip_grad_value_(parameters, 1.0)
                 optimizer.step()
             window = 0.0
-            state = detach(state)
-            reference = None if reference is None else detach(reference)
-    return total, last
+            for unroll in unrolls:
+                unroll.cut()
+    return list(zip(totals, lasts))
 
 
 def validation_set(config: TrainConfig) -> list[tasks.TaskBatch]:
@@ -131,7 +162,7 @@ def validate(update_net, query_net, config: TrainConfig, stage: str,
     tasks (fixed draws)."""
     settings = unroll_settings(config, stage)
     gen = torch.Generator().manual_seed(config.validation_seed + 1)
-    scores = [run_episode(task, update_net, query_net, config, settings, gen)
+    scores = [run_episode([task], update_net, query_net, config, settings, gen)[0]
               for task in held_out]
     worst = max(range(len(scores)), key=lambda i: scores[i][0])
     return {"meta_loss": sum(s[0] for s in scores) / len(scores),
@@ -297,12 +328,13 @@ class Trainer:
             self._validate(stage, 0, started, report)
         episodes = range(self.progress["episode"], spec.episodes)
         for episode in (bar(episodes, desc=stage) if bar else episodes):
-            task = _sample_task(self.config, self.gen, self.progress["history"], stage)
-            loss, _ = run_episode(task, self.update_net, self.query_net, self.config, settings,
-                                  self.gen, spec.penalty, self.optimizer)
-            self.progress["history"].append({"stage": stage, "episode": episode,
-                                             "family": task.family, "dim": task.size[1],
-                                             "loss": loss})
+            batches = [_sample_task(self.config, self.gen, self.progress["history"], stage)
+                       for _ in range(self.config.cells_per_episode)]
+            scores = run_episode(batches, self.update_net, self.query_net, self.config,
+                                 settings, self.gen, spec.penalty, self.optimizer)
+            self.progress["history"].extend(
+                {"stage": stage, "episode": episode, "family": task.family,
+                 "dim": task.size[1], "loss": loss} for task, (loss, _) in zip(batches, scores))
             self.progress["episode"] = episode + 1
             if (episode + 1) % self.config.validate_every == 0 or episode + 1 == spec.episodes:
                 self._validate(stage, episode + 1, started, report)
