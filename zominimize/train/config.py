@@ -45,7 +45,7 @@ class TrainConfig:
     behind_penalty: float = 0.0      # vs-adam: extra weight on the steps behind ZO-Adam
     selection: str = "mean"          # or "safe": see SELECTIONS
     task_sampling: str = "uniform"   # or "adaptive": see TASK_SAMPLINGS
-    cells_per_episode: int = 1       # task batches (each its own family and d) per outer step
+    cells_per_episode: int = 1       # task batches per outer step, each drawn on its own
     adaptive_sharpness: float = 20.0  # adaptive: a cell 0.1 further behind is e^2 as likely
     families: dict = field(default_factory=lambda: {f: 1.0 for f in FAMILIES})
     dims: tuple = (16, 32, 64)
