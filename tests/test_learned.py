@@ -619,9 +619,17 @@ def test_safe_selection_prefers_the_checkpoint_never_behind_zo_adam():
     assert selection_key(even, "safe") < selection_key(lopsided, "safe")
     better = {"meta_loss": 0.55, "worst_meta_loss": 0.68}
     assert selection_key(better, "safe") < selection_key(even, "safe")
+    # within a margin of 0.15 above log 2 the lopsided one counts as safe and wins by its mean
+    assert selection_key(lopsided, "safe", margin=0.15) < selection_key(better, "safe",
+                                                                        margin=0.15)
+    assert selection_key(better, "safe", margin=0.05) < selection_key(lopsided, "safe",
+                                                                      margin=0.05)
     for bad, message in ((dict(selection="best"), "selection"),
                          (dict(selection="safe"), "vs-adam"),
                          (dict(behind_penalty=1.0), "vs-adam"),
-                         (dict(behind_penalty=-1.0, meta_loss="vs-adam"), "behind_penalty")):
+                         (dict(behind_penalty=-1.0, meta_loss="vs-adam"), "behind_penalty"),
+                         (dict(safe_margin=-0.1, meta_loss="vs-adam", selection="safe"),
+                          "safe_margin"),
+                         (dict(safe_margin=0.1), "safe_margin")):
         with pytest.raises(ValueError, match=message):
             tiny_config(**bad)

@@ -44,6 +44,7 @@ class TrainConfig:
     meta_loss: str = "log"           # or "vs-adam": log(1 + f_t / f_t of ZO-Adam), see trainer
     behind_penalty: float = 0.0      # vs-adam: extra weight on the steps behind ZO-Adam
     selection: str = "mean"          # or "safe": see SELECTIONS
+    safe_margin: float = 0.0         # "safe": a worst batch this far above log 2 still counts as safe
     task_sampling: str = "uniform"   # or "adaptive": see TASK_SAMPLINGS
     cells_per_episode: int = 1       # task batches per outer step, each drawn on its own
     adaptive_sharpness: float = 20.0  # adaptive: a cell 0.1 further behind is e^2 as likely
@@ -75,6 +76,11 @@ class TrainConfig:
                              f"got {self.task_sampling!r}")
         if not self.adaptive_sharpness >= 0:
             raise ValueError(f"adaptive_sharpness must be >= 0, got {self.adaptive_sharpness!r}")
+        if not self.safe_margin >= 0:
+            raise ValueError(f"safe_margin must be >= 0, got {self.safe_margin!r}")
+        if self.safe_margin and self.selection != "safe":
+            raise ValueError(f"safe_margin applies to selection='safe', got "
+                             f"selection={self.selection!r}")
         if self.behind_penalty < 0:
             raise ValueError(f"behind_penalty must be >= 0, got {self.behind_penalty!r}")
         if ((self.selection == "safe" or self.behind_penalty or self.task_sampling == "adaptive")

@@ -24,7 +24,8 @@ with losses on a few; a quarter of the probability stays with the uniform choice
 
 Validation keeps, per stage, the checkpoint with the lowest mean held-out meta-loss, or
 (``selection = "safe"``) the one whose worst held-out batch is least behind ZO-Adam
-(then the lowest mean): gains on most tasks must not buy losses on a few.
+(then the lowest mean): gains on most tasks must not buy losses on a few. ``safe_margin``
+tolerates a worst batch up to that much above log 2 (those compete by the mean).
 
 Held-out tasks, drawn from their own seed, score the nets before a stage trains and
 every ``validate_every`` episodes; the best score of each stage is kept (the nets as the
@@ -35,6 +36,7 @@ makes a run resumable exactly (random generator included).
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from dataclasses import replace
@@ -171,11 +173,12 @@ def validate(update_net, query_net, config: TrainConfig, stage: str,
             "final_log_ratio": sum(s[1] for s in scores) / len(scores)}
 
 
-def selection_key(score: dict, selection: str) -> tuple:
+def selection_key(score: dict, selection: str, margin: float = 0.0) -> tuple:
     """What validation minimises (see the module's docstring): the mean meta-loss, or for
-    "safe" how far the worst batch is behind ZO-Adam's log 2, then the mean."""
+    "safe" how far the worst batch is behind ZO-Adam's log 2 beyond ``margin``, then the
+    mean."""
     if selection == "safe":
-        return max(score["worst_meta_loss"] - math.log(2), 0.0), score["meta_loss"]
+        return max(score["worst_meta_loss"] - math.log(2) - margin, 0.0), score["meta_loss"]
     return (score["meta_loss"],)
 
 
@@ -344,9 +347,9 @@ class Trainer:
         (by ``config.selection``), and write a checkpoint."""
         score = validate(self.update_net, self.query_net, self.config, stage, self.held_out)
         best = self.progress["best"].get(stage)
-        selection = self.config.selection
-        if best is None or (selection_key(score, selection)
-                            < selection_key(best["score"], selection)):
+        key = functools.partial(selection_key, selection=self.config.selection,
+                                margin=self.config.safe_margin)
+        if best is None or key(score) < key(best["score"]):
             self.progress["best"][stage] = {
                 "episode": episode, "score": score,
                 "weights": copy.deepcopy(self._trained(stage).state_dict())}
