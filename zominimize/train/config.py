@@ -20,6 +20,15 @@ SELECTIONS = ("mean", "safe")
 TASK_SAMPLINGS = ("uniform", "adaptive")
 
 
+def _check_choice(name: str, value, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _is_positive_integer(value) -> bool:
+    return int(value) == value and value >= 1
+
+
 @dataclass(frozen=True)
 class StageConfig:
     episodes: int
@@ -44,7 +53,7 @@ class TrainConfig:
     meta_loss: str = "log"           # or "vs-adam": log(1 + f_t / f_t of ZO-Adam), see trainer
     behind_penalty: float = 0.0      # vs-adam: extra weight on the steps behind ZO-Adam
     selection: str = "mean"          # or "safe": see SELECTIONS
-    safe_margin: float = 0.0         # "safe": a worst batch this far above log 2 still counts as safe
+    safe_margin: float = 0.0         # "safe": a worst batch this far above log 2 is not behind
     task_sampling: str = "uniform"   # or "adaptive": see TASK_SAMPLINGS
     cells_per_episode: int = 1       # task batches per outer step, each drawn on its own
     adaptive_sharpness: float = 20.0  # adaptive: a cell 0.1 further behind is e^2 as likely
@@ -64,25 +73,18 @@ class TrainConfig:
         check_design(self.features, self.step_form)
         if self.meta_gradient not in ("autograd", "zo"):
             raise ValueError(f"meta_gradient must be 'autograd' or 'zo', got {self.meta_gradient!r}")
-        if self.meta_loss not in META_LOSSES:
-            raise ValueError(f"meta_loss must be one of {META_LOSSES}, got {self.meta_loss!r}")
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
-        if int(self.cells_per_episode) != self.cells_per_episode or self.cells_per_episode < 1:
+        _check_choice("meta_loss", self.meta_loss, META_LOSSES)
+        _check_choice("selection", self.selection, SELECTIONS)
+        _check_choice("task_sampling", self.task_sampling, TASK_SAMPLINGS)
+        if not _is_positive_integer(self.cells_per_episode):
             raise ValueError(f"cells_per_episode must be a positive integer, "
                              f"got {self.cells_per_episode!r}")
-        if self.task_sampling not in TASK_SAMPLINGS:
-            raise ValueError(f"task_sampling must be one of {TASK_SAMPLINGS}, "
-                             f"got {self.task_sampling!r}")
-        if not self.adaptive_sharpness >= 0:
-            raise ValueError(f"adaptive_sharpness must be >= 0, got {self.adaptive_sharpness!r}")
-        if not self.safe_margin >= 0:
-            raise ValueError(f"safe_margin must be >= 0, got {self.safe_margin!r}")
+        for name in ("behind_penalty", "adaptive_sharpness", "safe_margin"):
+            if not getattr(self, name) >= 0:  # NaN fails too
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.safe_margin and self.selection != "safe":
             raise ValueError(f"safe_margin applies to selection='safe', got "
                              f"selection={self.selection!r}")
-        if self.behind_penalty < 0:
-            raise ValueError(f"behind_penalty must be >= 0, got {self.behind_penalty!r}")
         if ((self.selection == "safe" or self.behind_penalty or self.task_sampling == "adaptive")
                 and self.meta_loss != "vs-adam"):
             raise ValueError(f"selection='safe', behind_penalty and task_sampling='adaptive' "
@@ -94,7 +96,7 @@ class TrainConfig:
         if isinstance(self.batch, tuple) and len(self.batch) != len(self.dims):
             raise ValueError(f"batch {list(self.batch)} must give one size per entry of dims "
                              f"{list(self.dims)}")
-        if any(int(b) != b or b < 1 for b in self.batches):
+        if not all(_is_positive_integer(b) for b in self.batches):
             raise ValueError(f"batch must hold positive integers, got {self.batch!r}")
         if self.steps % self.truncation:
             raise ValueError(f"steps ({self.steps}) must be a multiple of truncation "

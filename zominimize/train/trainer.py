@@ -369,8 +369,8 @@ class Trainer:
         scores = {"untrained": validate(fresh_update, fresh_query, self.config, "stage1",
                                         self.held_out)}
         if self.config.features in learned_nets.NORMALISED_FEATURES:
-            scores["zo-adam"] = validate(AdamInFeatures(self.config.step_form), fresh_query, self.config, "stage1",
-                                         self.held_out)
+            scores["zo-adam"] = validate(AdamInFeatures(self.config.step_form), fresh_query,
+                                         self.config, "stage1", self.held_out)
         return scores
 
     def write_weights(self, command: str, references: dict | None = None) -> Path:
