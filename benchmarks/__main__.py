@@ -12,13 +12,14 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 from benchmarks import speed
 from benchmarks.runner import problem_for, run_all
 from benchmarks.solvers import all_solvers
-from benchmarks.suites import GRID, Suite, goal_suites, suites
+from benchmarks.suites import GRID, Suite, goal_suites, on_bbob_instances, suites
 from benchmarks.tuning import best_lrs, tuning_runs
 
 
@@ -51,6 +52,19 @@ def run_suite(suite: Suite, quick: bool, workers: int) -> dict:
     return {"tuned_lr": lrs, "records": records}
 
 
+def instance_range(text: str) -> range:
+    """'FIRST-LAST' (1 <= FIRST <= LAST) -> range(FIRST, LAST + 1), for --bbob-instances."""
+    first, _, last = text.partition("-")
+    try:
+        span = range(int(first), int(last or first) + 1)
+    except ValueError:
+        span = range(0)
+    if not span or span.start < 1:
+        raise argparse.ArgumentTypeError(f"--bbob-instances must be FIRST-LAST with "
+                                         f"1 <= FIRST <= LAST, got {text!r}")
+    return span
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -67,19 +81,31 @@ def main(argv: list[str] | None = None) -> int:
                         help="processes for the runs (default: one per core)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"),
                         help="folder for the records, tables and plots")
+    parser.add_argument("--bbob-instances", type=instance_range, metavar="FIRST-LAST",
+                        help="run the BBOB suites on these instances, one seed each, instead "
+                             "of their own (4 and up: held out from every other run); "
+                             "results go to <out>/<mode>-bbob-FIRST-LAST")
     args = parser.parse_args(argv)
     quick = not (args.full or args.goals)
     mode = "quick" if quick else "full" if args.full else "goals"
-    out = args.out / mode
+    plan = goal_suites() if args.goals else suites(quick)
+    label = mode
+    if args.bbob_instances:
+        plan = [on_bbob_instances(suite, args.bbob_instances) for suite in plan]
+        span = args.bbob_instances
+        label = f"{mode}-bbob-{span.start}-{span.stop - 1}"
+    out = args.out / label
     out.mkdir(parents=True, exist_ok=True)
     wanted = lambda key: not args.only or any(key.startswith(o) for o in args.only)  # noqa: E731
     started = time.perf_counter()
     results = {"mode": mode, "python": platform.python_version(), "machine": platform.machine(),
                "cpus": os.cpu_count(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-               "command": f"python -m benchmarks --{mode}", "suites": {}}
+               "command": " ".join(["python -m benchmarks",
+                                    *(argv if argv is not None else sys.argv[1:])]),
+               "suites": {}}
     if wanted("speed") and not args.goals:
         results["speed"] = speed.run(quick=quick)
-    for suite in goal_suites() if args.goals else suites(quick):
+    for suite in plan:
         if wanted(suite.key):
             t = time.perf_counter()
             results["suites"][suite.key] = run_suite(suite, quick, args.workers)

@@ -93,4 +93,15 @@ def goal_suites() -> list[Suite]:
     return out
 
 
+def on_bbob_instances(suite: Suite, instances: range) -> Suite:
+    """``suite`` with its BBOB problems on ``instances``, one seed each (COCO's practice);
+    other suites unchanged. Instances 4 and up are never used by the quick, full and goals
+    runs (tuning uses 71), so this measures the BBOB goals on held-out instances."""
+    if not suite.key.startswith("bbob"):
+        return suite
+    specs = {(spec["fid"], spec["dim"]): spec for spec in suite.test}
+    test = [{**spec, "instance": i} for spec in specs.values() for i in instances]
+    return replace(suite, test=test, seeds=suite.seeds[:1])
+
+
 GRID = {True: (1 / 9, 1 / 3, 1.0, 3.0, 9.0), False: (1 / 27, 1 / 9, 1 / 3, 1.0, 3.0, 9.0, 27.0)}

@@ -170,6 +170,38 @@ def test_goal_suites_have_the_sizes_the_goals_are_stated_for():
         assert {spec["fid"] for spec in suite.test} == set(range(1, 25))
 
 
+def test_bbob_suites_move_to_held_out_instances_with_one_seed_each():
+    pytest.importorskip("torch")
+    from benchmarks.suites import goal_suites, on_bbob_instances
+    for suite in goal_suites():
+        moved = on_bbob_instances(suite, range(4, 16))
+        if not suite.key.startswith("bbob"):
+            assert moved is suite
+            continue
+        assert moved.seeds == [0] and len(moved.test) == 24 * 12
+        assert {spec["instance"] for spec in moved.test} == set(range(4, 16))
+        assert {(s["fid"], s["dim"]) for s in moved.test} == {(s["fid"], s["dim"])
+                                                              for s in suite.test}
+        assert (moved.budget, moved.exclude, moved.tune) == (suite.budget, suite.exclude,
+                                                             suite.tune)
+
+
+@pytest.mark.parametrize("text, span", [("4-15", range(4, 16)), ("7", range(7, 8)),
+                                        ("2-2", range(2, 3))])
+def test_bbob_instances_argument_reads_a_range(text, span):
+    from benchmarks.__main__ import instance_range
+    assert instance_range(text) == span
+
+
+@pytest.mark.parametrize("text", ["0-3", "5-3", "a-b", "", "-2", "4-x"])
+def test_bbob_instances_argument_names_a_bad_value(text, capsys):
+    from benchmarks.__main__ import main
+    with pytest.raises(SystemExit):
+        main(["--bbob-instances", text])
+    err = capsys.readouterr().err
+    assert "--bbob-instances must be FIRST-LAST" in err and repr(text) in err
+
+
 def test_a_tiny_suite_runs_end_to_end_into_a_report(tmp_path):
     pytest.importorskip("matplotlib")
     from benchmarks.__main__ import run_suite

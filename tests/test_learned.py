@@ -196,6 +196,38 @@ def test_guard_switches_on_stall(weights_dir):
     assert res.fallback.startswith("guard: stalled") and res.fallback_at == 6
 
 
+def test_guard_halves_the_step_from_the_best_point_at_each_later_stall(weights_dir):
+    """Stall at iteration 6 (as above); the count runs on across the switch, so the next
+    iteration is a stall too, then every 5 iterations without improvement."""
+    opt = zominimize.ZOOptimizer("l2l-zo", np.zeros(D), weights=str(weights_dir), seed=0,
+                                 maxiter=30, guard_patience=5, ftol=0)
+    scales = {}
+    while opt.status is None:
+        points = opt.ask()
+        opt.tell(points, np.ones(len(points)))  # a flat f: its first point stays the best
+        state = opt.state_dict()
+        scales[state["nit"]] = state["step_scale"]
+        if state["nit"] in (7, 12):
+            np.testing.assert_array_equal(state["x"], state["x_best"])
+    assert opt.fallback_at == 6
+    cuts = [it for it in scales if it > 1 and scales[it] < scales[it - 1]]
+    assert cuts == [7, 12, 17, 22, 27] and scales[30] == 0.5 ** 5
+
+
+def test_refining_after_the_switch_ends_lower_on_a_noise_floor(weights_dir):
+    """On a sphere the ZO estimate's noise sets a floor in proportion to the step: each
+    stall's halving lowers it, while a run that never stalls long enough stays on it."""
+    def sphere(x):
+        return float(np.sum((x - 0.3) ** 2))
+
+    ends = {patience: zominimize.minimize(
+        sphere, np.zeros(D), method="l2l-zo",
+        options={"weights": str(weights_dir), "seed": 3, "maxiter": 3000, "ftol": 0,
+                 "guard_patience": patience}) for patience in (50, 3000)}
+    assert ends[50].fallback.startswith("guard")
+    assert ends[50].fun < 0.01 * ends[3000].fun  # measured: 1e-10 against 1e-7 or more
+
+
 def test_guarded_run_resumes_exactly_after_the_switch(tmp_path):
     folder = sabotaged_weights(tmp_path / "w", head=-50.0)
     options = dict(weights=str(folder), seed=1, maxiter=40, device="cpu")

@@ -339,7 +339,17 @@ class ZOOptimizer:
             step *= self._step_scale
         step += self._x
         self._x = self._box.project(step)
-        if self._spec.guarded and self._fallback_at is None and s["guard"]:
+        if self._spec.guarded and s["guard"]:
+            self._watch()
+        return None
+
+    def _watch(self) -> None:
+        """The guard of a learned method: hand over to the fallback from the best point
+        when the run diverges or stalls; once a guard has handed over, every further stall
+        (the count of iterations without improvement runs on across the handover) sends the
+        run back to its best point with half the step, as its steps are then too large to
+        improve on it."""
+        if self._fallback_at is None:
             reason = self._guard_reason()
             if reason is not None:
                 self._fallback = f"guard: {reason} at iteration {self._nit}"
@@ -347,7 +357,10 @@ class ZOOptimizer:
                 self._use_fallback_components()
                 self._x = self._x_best.copy()
                 self._step_scale = 1.0
-        return None
+        elif self._since_improvement >= self._settings["guard_patience"]:
+            self._x = self._x_best.copy()
+            self._step_scale /= 2
+            self._since_improvement = 0
 
     def _guard_reason(self) -> str | None:
         """Why a guarded run should hand over to its fallback now, or None.

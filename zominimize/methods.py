@@ -81,8 +81,12 @@ LEARNED_OPTIONS = {o.name: o for o in [
            "Switch to the fallback method from the best point when the run diverges "
            "(the value at the iterate exceeds the start f0 by more than "
            "max(2 (f0 - f_best), |f0| / 2)) or stalls (no improvement in guard_patience "
-           "iterations); result.fallback and result.fallback_at say why and when."),
-    Option("guard_patience", 100, positive_int, "Iterations without improvement that count as a stall."),
+           "iterations); result.fallback and result.fallback_at say why and when. Once it "
+           "has switched, each further stall sends the run back to its best point with half "
+           "the step."),
+    Option("guard_patience", 100, positive_int,
+           "Iterations without improvement that count as a stall (the count runs on "
+           "across the switch)."),
     Option("fallback", None, flag,
            "When the learned method cannot start (torch missing, weights missing, corrupt "
            "or of another architecture): True warns (FallbackWarning) and runs the fallback, "
@@ -108,7 +112,8 @@ L2L_DOC = ("Coordinate-wise LSTMs (Ruan, Xiong, Reddi, Kumar & Hsieh, 'Learning 
            "u = eps * s, eps ~ N(0, I), s from the last estimate and step, ||s|| = sqrt(d), "
            "used with probability query_ratio. When it cannot run it warns "
            "(FallbackWarning) and runs zo-adamm with the same options; a guard hands over "
-           "to zo-adamm from the best point if the run diverges or stalls.")
+           "to zo-adamm from the best point if the run diverges or stalls, and halves "
+           "zo-adamm's step from the best point at each stall after that.")
 
 L2L_ZO = _learned("l2l-zo", "Learned ZO optimizer: UpdateRNN steps, QueryRNN queries.",
                   L2L_DOC, "l2l-zo", update=True, query=True)
