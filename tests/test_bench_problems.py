@@ -220,3 +220,13 @@ def test_a_tiny_suite_runs_end_to_end_into_a_report(tmp_path):
     text = write_report({"mode": "quick", "suites": {suite.key: result}}, tmp_path)
     assert "nclsq d=6" in text and (tmp_path / "report.md").read_text() == text
     assert (tmp_path / "nclsq-d6.png").stat().st_size > 0
+
+
+def test_chance_of_an_equal_method_failing_goal_4_falls_with_more_runs():
+    from benchmarks.chance import unsafe_probability
+    six, twelve = unsafe_probability(6, trials=50_000), unsafe_probability(12, trials=50_000)
+    assert 0.19 < six < 0.25 and 0.09 < twelve < 0.14  # 0.217 and 0.115 at 200,000 trials
+    # one run each: both quantiles are the run itself, so P(ours > theirs) = 1/2
+    assert unsafe_probability(1, trials=50_000) == pytest.approx(0.5, abs=0.01)
+    with pytest.raises(ValueError, match="runs=0"):
+        unsafe_probability(0)
