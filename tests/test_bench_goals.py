@@ -75,11 +75,13 @@ def test_attack_goal_reads_the_mean_loss_curve():
     assert not fewer_successes["met"] and "success 50% vs 100%" in fewer_successes["detail"]
 
 
-def bbob_records(dim, budget, learned_gap):
-    """zo-adamm's final gap is 1 on every function; l2l-zo's is ``learned_gap(fid)``."""
+def bbob_records(dim, budget, learned_gap, reference_gap=lambda fid: 1.0):
+    """zo-adamm's final gap is ``reference_gap(fid)`` (1 on every function by default);
+    l2l-zo's is ``learned_gap(fid)``."""
     records = []
     for fid in range(1, 25):
-        records.append(record(f"bbob-d{dim}", "bbob", "zo-adamm", [(1, 10.0), (budget, 1.0)],
+        records.append(record(f"bbob-d{dim}", "bbob", "zo-adamm",
+                              [(1, 10.0), (budget, reference_gap(fid))],
                               fid=fid, f_opt=0.0, budget=budget, dim=dim))
         records.append(record(f"bbob-d{dim}", "bbob", "l2l-zo",
                               [(1, 10.0), (budget, learned_gap(fid))], fid=fid, f_opt=0.0,
@@ -120,6 +122,21 @@ def test_safety_goal_on_bbob_compares_gaps_across_instances():
                       f_opt=optimum[i], seed=seed, dim=40)
                for solver, runs in gaps.items() for seed, (i, gap) in enumerate(runs)]
     assert row(evaluate(("bbob-d40", records)), 4, "bbob-d40")["met"]
+
+
+def test_bbob_distances_below_cocos_final_target_tie():
+    """Both methods end below 1e-8 on f1 (as on the sphere at d = 10, where the finite
+    differences set the floor): solved, a tie for goals 3 and 4. Above it the gaps count."""
+    def gaps(learned_f1, reference_f1):
+        return bbob_records(2, 2000, lambda fid: learned_f1 if fid == 1 else 0.5,
+                            lambda fid: reference_f1 if fid == 1 else 1.0)
+
+    rows = evaluate(("bbob-d2", gaps(4e-9, 2e-9)))
+    assert row(rows, 3, "bbob-d2")["figure"] == "24/24 functions"
+    assert row(rows, 4, "bbob-d2")["figure"] == "24/24 functions safe"
+    rows = evaluate(("bbob-d2", gaps(3e-8, 2e-8)))
+    assert row(rows, 3, "bbob-d2")["figure"] == "23/24 functions"
+    assert "above it on f1" in row(rows, 4, "bbob-d2")["detail"]
 
 
 def test_goals_without_their_solvers_are_left_out():
