@@ -3,6 +3,7 @@
 import copy
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from zominimize.learned import nets as learned_nets  # noqa: E402
 from zominimize.learned import weights  # noqa: E402
 from zominimize.learned.rule import resolve_device  # noqa: E402
 from zominimize.train import tasks  # noqa: E402
-from zominimize.train.config import StageConfig, TrainConfig  # noqa: E402
+from zominimize.train.config import StageConfig, TrainConfig, load_config  # noqa: E402
 from zominimize.train.trainer import AdamInFeatures, Trainer  # noqa: E402
 from zominimize.train.unroll import (UnrollSettings, initial_state, step_sizes,  # noqa: E402
                                      unroll_step)
@@ -43,7 +44,8 @@ def random_nets(seed=0, features="rms", step_form="direct"):
 
 #: (features, step_form) pairs that weight sets are built with.
 DESIGNS = [("rms", "direct"), ("rms", "adam"), ("rms-coherence", "adam"),
-           ("rms-coherence", "adam-scale"), ("rms-max-coherence", "adam-scale")]
+           ("rms-coherence", "adam-scale"), ("rms-max-coherence", "adam-scale"),
+           ("rms-max-coherence-success", "adam-scale")]
 
 
 @pytest.fixture(params=DESIGNS, ids=["-".join(d) for d in DESIGNS])
@@ -108,7 +110,8 @@ def _edit_manifest(folder, change):
     (lambda f: _edit_manifest(f, lambda e: e.update(step_form="sideways")), "step_form"),
     (lambda f: _edit_manifest(f, lambda e: e.update(  # another feature set: other inputs
         features={"rms": "rms-coherence", "rms-coherence": "rms",
-                  "rms-max-coherence": "rms"}[e["features"]])),
+                  "rms-max-coherence": "rms", "rms-max-coherence-success": "rms-max-coherence"
+                  }[e["features"]])),
      "architecture"),
     (lambda f: (f / "manifest.json").write_text("{not json"), "JSON"),
     (lambda f: (f / "manifest.json").unlink(), "no weights manifest"),
@@ -357,6 +360,16 @@ def test_training_resumes_to_the_same_weights(tmp_path, sampling):
         assert torch.equal(a, b)
 
 
+CONFIGS = sorted((Path(__file__).parent.parent / "pretrained").rglob("*.toml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_recorded_training_config_still_loads(path):
+    """The shipped configs and those of pretrained/experiments/ stay runnable commands."""
+    config = load_config(path)
+    learned_nets.check_design(config.features, config.step_form)
+
+
 def test_task_families_are_differentiable_and_nonnegative():
     gen = torch.Generator().manual_seed(0)
     for family in tasks.FAMILIES:
@@ -371,7 +384,8 @@ def test_task_families_are_differentiable_and_nonnegative():
 
 @pytest.mark.parametrize("features, step_form", [("rms", "adam"), ("rms-coherence", "adam"),
                                                  ("rms-coherence", "adam-scale"),
-                                                 ("rms-max-coherence", "adam-scale")])
+                                                 ("rms-max-coherence", "adam-scale"),
+                                                 ("rms-max-coherence-success", "adam-scale")])
 def test_adam_step_forms_with_a_zero_head_are_zo_adam(features, step_form):
     """The "adam" forms start as ZO-Adam: with zero head weights they take Adam's steps."""
     update, query = learned_nets.make_nets(features, step_form)
@@ -411,7 +425,7 @@ def test_max_corrected_features_with_a_zero_head_step_as_the_zo_adamm_method():
                        ("zo-adamm", adamm(0.1, 0.9, 0.999, 1e-12))):
         state, steps = rule.init(50), []
         for g in estimates:
-            step, state = rule.update(g.copy(), state)
+            step, state = rule.update(g.copy(), 1.0, state)
             steps.append(np.asarray(step, dtype=np.float64))
         paths[name] = np.array(steps)
     np.testing.assert_allclose(paths["max"], paths["zo-adamm"], rtol=1e-5, atol=1e-12)
@@ -429,7 +443,7 @@ def test_coherence_feature_is_one_row_for_all_coordinates_and_scale_free():
         moments = learned_nets.initial_moments((2, 500))
         history = []
         for g in estimates:
-            inputs, moments = learned_nets.update_inputs(g, moments, "rms-coherence")
+            inputs, moments = learned_nets.update_inputs(g, None, moments, "rms-coherence")
             history.append(inputs)
         return history
 
@@ -445,9 +459,42 @@ def test_coherence_feature_is_one_row_for_all_coordinates_and_scale_free():
     flipping = last_inputs([(-1) ** t * torch.ones(2, 500, dtype=torch.float64)
                             for t in range(30)])  # overshooting: each step undoes the last
     assert float(flipping[-1][0, 2, 0]) < -0.5
-    rms_inputs, _ = learned_nets.update_inputs(noise[0], learned_nets.initial_moments((2, 500)),
-                                               "rms")
+    rms_inputs, _ = learned_nets.update_inputs(noise[0], None,
+                                               learned_nets.initial_moments((2, 500)), "rms")
     torch.testing.assert_close(rms_inputs, last_inputs(noise[:1])[0][:, :2])
+
+
+def test_success_feature_is_one_row_read_off_the_order_of_f():
+    """"rms-max-coherence-success" adds 2 r - 1, r the running rate of f(x_t) < f(x_{t-1}):
+    0 at the first step, the same for every coordinate, +1 while f falls and -1 while it
+    rises, unchanged by any increasing transform of f, and the other rows are those of
+    "rms-max-coherence"."""
+    gen = torch.Generator().manual_seed(0)
+    estimates = torch.randn(40, 2, 30, generator=gen, dtype=torch.float64)
+
+    def history(values, features="rms-max-coherence-success"):
+        moments, rows = learned_nets.initial_moments((2, 30)), []
+        for g, f in zip(estimates, values):
+            inputs, moments = learned_nets.update_inputs(g, f, moments, features)
+            rows.append(inputs)
+        return rows
+
+    falling = [torch.tensor([10.0 - t, 5.0 - t], dtype=torch.float64) for t in range(40)]
+    rows = history(falling)
+    assert rows[0].shape == (2, 4, 30)
+    torch.testing.assert_close(rows[0][:, 3], torch.zeros(2, 30))
+    assert bool((rows[-1][:, 3] == rows[-1][:, 3, :1]).all())
+    torch.testing.assert_close(rows[1][:, 3], torch.ones(2, 30))  # bias-corrected at once
+    assert float(rows[-1][0, 3, 0]) == pytest.approx(1.0)
+    rising = history([-f for f in falling])
+    assert float(rising[-1][1, 3, 0]) == pytest.approx(-1.0)
+    mixed = [torch.tensor([(-1.0) ** t + t / 100, 0.0], dtype=torch.float64) for t in range(40)]
+    transformed = [torch.exp(3 * f) - 7 for f in mixed]
+    for a, b in zip(history(mixed), history(transformed)):
+        torch.testing.assert_close(a, b)
+    assert abs(float(history(mixed)[-1][0, 3, 0])) < 0.2  # falls every other step
+    for a, b in zip(history(mixed), history(mixed, "rms-max-coherence")):
+        torch.testing.assert_close(a[:, :3], b)
 
 
 def test_adam_step_form_bounds_the_multiplier():

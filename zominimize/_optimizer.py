@@ -333,7 +333,7 @@ class ZOOptimizer:
             self._step_scale /= 2
             return None
         g, _ = estimators.estimate_gradient(self._x, points, values, s["mu"], s["estimator"])
-        step, self._rule_state = self._rule.update(g, self._rule_state)
+        step, self._rule_state = self._rule.update(g, self._f_iterate, self._rule_state)
         self._sampler_state = self._sampler.observe(self._sampler_state, g, step)
         if self._step_scale != 1.0:
             step *= self._step_scale

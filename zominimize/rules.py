@@ -1,8 +1,8 @@
 """Classic update rules as (init, update) pairs of pure functions.
 
 ``rule.init(d)`` returns the rule's state (a small NamedTuple of arrays and
-floats); ``rule.update(g, state)`` returns ``(step, new_state)`` where ``step`` is
-added to the iterate. Nothing is modified in place, so a state can be saved,
+floats); ``rule.update(g, f, state)`` returns ``(step, new_state)`` for the estimate g
+and the value f at the iterate, where ``step`` is added to the iterate. Nothing is modified in place, so a state can be saved,
 restored and compared freely.
 """
 
@@ -14,7 +14,8 @@ import numpy as np
 
 
 class Rule(NamedTuple):
-    """An update rule: ``init(d) -> state`` and ``update(g, state) -> (step, state)``.
+    """An update rule: ``init(d) -> state`` and ``update(g, f, state) -> (step, state)``
+    (g: the gradient estimate, f: the value at the iterate; the classic rules read g only).
 
     ``export(state) -> dict`` and ``restore(dict) -> state`` turn a state into plain
     data and back (numpy arrays, numbers); by default the state is a NamedTuple of
@@ -22,7 +23,7 @@ class Rule(NamedTuple):
     """
 
     init: Callable[[int], Any]
-    update: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
+    update: Callable[[np.ndarray, float, Any], tuple[np.ndarray, Any]]
     state_type: type
     export: Callable[[Any], dict] | None = None
     restore: Callable[[dict], Any] | None = None
@@ -54,7 +55,7 @@ def sgd(lr: float | None, first_step: float) -> Rule:
     def init(d: int) -> SGDState:
         return SGDState(lr=np.nan if lr is None else lr)
 
-    def update(g: np.ndarray, state: SGDState):
+    def update(g: np.ndarray, f: float, state: SGDState):
         rate = state.lr
         if np.isnan(rate):
             size = _rms(g)
@@ -76,7 +77,7 @@ def sign_sgd(lr: float) -> Rule:
     def init(d: int) -> SignState:
         return SignState()
 
-    def update(g: np.ndarray, state: SignState):
+    def update(g: np.ndarray, f: float, state: SignState):
         return -lr * np.sign(g), state
 
     return Rule(init, update, SignState)
@@ -103,7 +104,7 @@ def adamm(lr: float, beta1: float, beta2: float, eps: float) -> Rule:
         zeros = np.zeros(d)
         return AdaMMState(count=0, m=zeros, v=zeros, v_max=zeros)
 
-    def update(g: np.ndarray, state: AdaMMState):
+    def update(g: np.ndarray, f: float, state: AdaMMState):
         count = state.count + 1
         m = beta1 * state.m + (1 - beta1) * g
         v = beta2 * state.v + (1 - beta2) * np.square(g)

@@ -23,6 +23,13 @@ the estimate's noise grows (along ZO-Adam's path on the L2L paper's task with q 
 steps overshoot. It is scale-free, does not
 change with the size of the gradient (as m^/rms does, through v's long memory), and
 tells the net what per-coordinate features cannot: how much of a step is signal.
+The feature set ``"rms-max-coherence-success"`` adds a fourth shared input, the success
+rate: a running mean (decay BETA_S) of 1[f(x_t) < f(x_{t-1})], read as 2 rate - 1. It
+is the one input taken from f rather than from the estimates, and it separates what the
+gradient features cannot: on a problem where f keeps falling as the steps shrink (a
+separable classification loss, whose gradient vanishes as x grows), the rate stays near
+1, while at an optimum's noise floor or on a rugged landscape it falls to 1/2 or below
+(the 1/5-success rule of evolution strategies reads the same signal).
 
 What the UpdateRNN outputs depends on the step form:
 
@@ -57,22 +64,25 @@ HIDDEN = 10
 #: Coordinates per block when a large d runs without autograd (see CoordinateLSTM.forward).
 CHUNK = 16384
 HEAD_SCALE = 0.1
-FEATURE_SETS = ("rms", "rms-coherence", "rms-max-coherence", "raw")
+FEATURE_SETS = ("rms", "rms-coherence", "rms-max-coherence", "rms-max-coherence-success", "raw")
 #: Feature sets normalised by the running RMS (those the "adam" step forms can read).
-NORMALISED_FEATURES = ("rms", "rms-coherence", "rms-max-coherence")
+NORMALISED_FEATURES = ("rms", "rms-coherence", "rms-max-coherence", "rms-max-coherence-success")
 #: Feature sets with the coherence as a third input.
-COHERENCE_FEATURES = ("rms-coherence", "rms-max-coherence")
+COHERENCE_FEATURES = ("rms-coherence", "rms-max-coherence", "rms-max-coherence-success")
 #: Feature sets normalised by the max-corrected second moment (ZO-AdaMM's).
-MAX_FEATURES = ("rms-max-coherence",)
+MAX_FEATURES = ("rms-max-coherence", "rms-max-coherence-success")
+#: Feature sets with the success rate of f at the iterate as a fourth input.
+SUCCESS_FEATURES = ("rms-max-coherence-success",)
 STEP_FORMS = ("direct", "adam", "adam-scale")
 #: Inputs per coordinate of the UpdateRNN for each feature set (the QueryRNN always reads 2).
-UPDATE_INPUTS = {"rms": 2, "rms-coherence": 3, "rms-max-coherence": 3, "raw": 2}
+UPDATE_INPUTS = {"rms": 2, "rms-coherence": 3, "rms-max-coherence": 3,
+                 "rms-max-coherence-success": 4, "raw": 2}
 #: Outputs per coordinate of the UpdateRNN for each step form.
 UPDATE_OUTPUTS = {"direct": 1, "adam": 2, "adam-scale": 1}
 #: The "adam" step forms multiply Adam's step by at most exp(LOG_RANGE) (or divide it).
 LOG_RANGE = 3.0
 #: Decays of the running moments the "rms" features are normalised by, and of the coherence.
-BETA1, BETA2, BETA_C = 0.9, 0.999, 0.9
+BETA1, BETA2, BETA_C, BETA_S = 0.9, 0.999, 0.9, 0.9
 #: Floor of the normalising RMS, relative to the largest RMS of the step (float64).
 RELATIVE_FLOOR = 1e-12
 
@@ -181,19 +191,23 @@ def _tanh_(x: torch.Tensor) -> torch.Tensor:
 class Moments(NamedTuple):
     """Running first and second moments of g (float64, one per coordinate), the largest
     second moment so far (the same tensor as v unless the features are max-corrected),
-    and the running coherence (one per run: shape (..., 1), not bias-corrected)."""
+    the running coherence and success rate (one per run: shape (..., 1), not
+    bias-corrected), and the last value of f at the iterate (..., 1; NaN before the first)."""
 
     count: int
     m: torch.Tensor
     v: torch.Tensor
     coherence: torch.Tensor
     v_max: torch.Tensor
+    success: torch.Tensor
+    f_last: torch.Tensor
 
 
 def initial_moments(shape, device=None) -> Moments:
     zeros = torch.zeros(shape, dtype=torch.float64, device=device)
     v = zeros.clone()
-    return Moments(0, zeros, v, zeros[..., :1].clone(), v)
+    return Moments(0, zeros, v, zeros[..., :1].clone(), v, zeros[..., :1].clone(),
+                   torch.full_like(zeros[..., :1], float("nan")))
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -210,6 +224,25 @@ def coherence(moments: Moments) -> torch.Tensor:
     if observed == 0:
         return moments.coherence
     return moments.coherence / (1 - BETA_C ** observed)
+
+
+def success_rate(moments: Moments) -> torch.Tensor:
+    """The bias-corrected success rate (..., 1) over the count - 1 steps that had a
+    previous value of f (1/2 before the second step)."""
+    observed = max(moments.count - 1, 0)
+    if observed == 0:
+        return torch.full_like(moments.success, 0.5)
+    return moments.success / (1 - BETA_S ** observed)
+
+
+def _advance_success(f: torch.Tensor, moments: Moments) -> Moments:
+    """The moments with the success rate updated by 1[f < f_last] and f kept as f_last;
+    f is the value at the iterate, shape (...,) or (..., 1)."""
+    f = f.reshape(moments.f_last.shape).to(moments.f_last.dtype)
+    if not moments.count:
+        return moments._replace(f_last=f)
+    success = BETA_S * moments.success + (1 - BETA_S) * (f < moments.f_last).double()
+    return moments._replace(success=success, f_last=f)
 
 
 def normalised(g: torch.Tensor, moments: Moments,
@@ -229,7 +262,7 @@ def normalised(g: torch.Tensor, moments: Moments,
     rms = rms + RELATIVE_FLOOR * rms.amax(dim=-1, keepdim=True).clamp_min(
         torch.finfo(torch.float64).tiny)
     return (g / rms, (m / (1 - BETA1 ** count)) / rms,
-            Moments(count, m, v, moments.coherence, v_max))
+            moments._replace(count=count, m=m, v=v, v_max=v_max))
 
 
 def _advance_coherence(g: torch.Tensor, moments: Moments) -> Moments:
@@ -240,14 +273,18 @@ def _advance_coherence(g: torch.Tensor, moments: Moments) -> Moments:
     return moments._replace(coherence=agreement)
 
 
-def update_inputs(g: torch.Tensor, moments: Moments, features: str):
-    """UpdateRNN inputs (..., n, d) float32 and the new moments, from the estimate g (float64).
+def update_inputs(g: torch.Tensor, f: torch.Tensor, moments: Moments, features: str):
+    """UpdateRNN inputs (..., n, d) float32 and the new moments, from the estimate g (float64)
+    and the value f at the iterate (shape (...,); only SUCCESS_FEATURES read it).
 
-    n = UPDATE_INPUTS[features]: [g, 0] ("raw"), [g/rms, m^/rms] ("rms"), and the
-    coherence broadcast to every coordinate as a third row (COHERENCE_FEATURES).
+    n = UPDATE_INPUTS[features]: [g, 0] ("raw"), [g/rms, m^/rms] ("rms"), the coherence
+    broadcast to every coordinate as a third row (COHERENCE_FEATURES) and 2 rate - 1 from
+    the success rate as a fourth (SUCCESS_FEATURES).
     """
     if features in COHERENCE_FEATURES:
         moments = _advance_coherence(g, moments)
+    if features in SUCCESS_FEATURES:
+        moments = _advance_success(f, moments)
     g_n, m_n, moments = normalised(g, moments, features in MAX_FEATURES)
     if features == "raw":
         rows = [g, torch.zeros_like(g)]
@@ -255,6 +292,8 @@ def update_inputs(g: torch.Tensor, moments: Moments, features: str):
         rows = [g_n, m_n]
     else:
         rows = [g_n, m_n, coherence(moments).expand_as(m_n)]
+        if features in SUCCESS_FEATURES:
+            rows.append((2 * success_rate(moments) - 1).expand_as(m_n))
     return torch.stack(rows, dim=-2).float(), moments
 
 

@@ -34,19 +34,23 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 
 def _moments_data(m: Moments) -> dict:
     data = {"count": m.count, "m": _numpy(m.m), "v": _numpy(m.v),
-            "coherence": _numpy(m.coherence)}
+            "coherence": _numpy(m.coherence), "success": _numpy(m.success),
+            "f_last": _numpy(m.f_last)}
     if m.v_max is not m.v:  # only max-corrected features keep a v_max of their own
         data["v_max"] = _numpy(m.v_max)
     return data
 
 
 def _moments(data: dict, device) -> Moments:
-    # states saved before the coherence existed come from feature sets that never read it
-    coherence = data.get("coherence", np.zeros(1))
+    # states saved before the coherence or the success rate existed come from feature
+    # sets that never read them
+    shared = {key: torch.as_tensor(data.get(key, default), device=device)
+              for key, default in (("coherence", np.zeros(1)), ("success", np.zeros(1)),
+                                   ("f_last", np.full(1, np.nan)))}
     v = torch.as_tensor(data["v"], device=device)
     v_max = torch.as_tensor(data["v_max"], device=device) if "v_max" in data else v
     return Moments(int(data["count"]), torch.as_tensor(data["m"], device=device), v,
-                   torch.as_tensor(coherence, device=device), v_max)
+                   v_max=v_max, **shared)
 
 
 class UpdateState(NamedTuple):
@@ -55,15 +59,16 @@ class UpdateState(NamedTuple):
     moments: Moments
 
 
-def update_step(net: CoordinateLSTM, g: torch.Tensor, state: UpdateState, lr: float,
-                features: str, step_form: str) -> tuple[torch.Tensor, UpdateState]:
-    """One UpdateRNN step: the step (float64, d) for the estimate g, and the new state.
+def update_step(net: CoordinateLSTM, g: torch.Tensor, f: torch.Tensor, state: UpdateState,
+                lr: float, features: str, step_form: str) -> tuple[torch.Tensor, UpdateState]:
+    """One UpdateRNN step: the step (float64, d) for the estimate g and the value f at the
+    iterate, and the new state.
 
     Step forms "adam" and "adam-scale": lr times Adam's step corrected by the output (see
     ``nets.adam_corrected_step``); "direct" with normalised features: lr * output;
     "direct" with 'raw' features (the paper's): the output itself.
     """
-    inputs, moments = update_inputs(g, state.moments, features)
+    inputs, moments = update_inputs(g, f, state.moments, features)
     out, (h, c) = net(inputs, (state.h, state.c))
     if step_form != "direct":
         step = adam_corrected_step(out, inputs[..., 1, :]).double().mul_(lr)
@@ -80,9 +85,10 @@ def learned_rule(net: CoordinateLSTM, lr: float, features: str, step_form: str,
         return UpdateState(*net.initial_state(d, device), initial_moments(d, device))
 
     @torch.no_grad()
-    def update(g: np.ndarray, state: UpdateState):
-        step, state = update_step(net, torch.as_tensor(g, device=device), state, lr, features,
-                                  step_form)
+    def update(g: np.ndarray, f: float, state: UpdateState):
+        step, state = update_step(net, torch.as_tensor(g, device=device),
+                                  torch.tensor(float(f), dtype=torch.float64, device=device),
+                                  state, lr, features, step_form)
         return step.cpu().numpy(), state
 
     def export(state: UpdateState) -> dict:

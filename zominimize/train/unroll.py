@@ -90,7 +90,7 @@ def unroll_step(fun, state: RunState, eps: torch.Tensor, update_net: CoordinateL
     if not settings.train_query:
         f_q = f_q.detach()
     g = (((f_q - f_x) / mu.reshape(-1)).unsqueeze(-1) * u).mean(0)  # mu: (B, 1)
-    step, update = update_step(update_net, g, state.update, lr, settings.features,
+    step, update = update_step(update_net, g, f_x, state.update, lr, settings.features,
                                settings.step_form)
     query, out = state.query, None
     if settings.use_query:
