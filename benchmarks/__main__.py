@@ -22,6 +22,9 @@ from benchmarks.solvers import all_solvers
 from benchmarks.suites import GRID, Suite, goal_suites, on_bbob_instances, suites
 from benchmarks.tuning import best_lrs, tuning_runs
 
+#: The solvers that read the "l2l-zo" weight set, which ``--weights`` replaces.
+L2L_ZO_SET_SOLVERS = ("l2l-zo", "l2l-zo-update", "l2l-zo-query")
+
 
 def plan_runs(suite: Suite, lrs: dict[str, dict]) -> list[dict]:
     """Every (problem, solver, seed) of a suite, plus the tuned-lr variants."""
@@ -42,14 +45,35 @@ def plan_runs(suite: Suite, lrs: dict[str, dict]) -> list[dict]:
     return runs
 
 
-def run_suite(suite: Suite, quick: bool, workers: int) -> dict:
-    """Tune, then run, one suite; return its tuning summary and records."""
+def with_weights(runs: list[dict], folder: str | None) -> list[dict]:
+    """``runs`` with ``weights=folder`` added to the options of the solvers that read the
+    "l2l-zo" weight set (unchanged when ``folder`` is None)."""
+    if folder is None:
+        return runs
+    return [{**run, "options": {**run["options"], "weights": folder}}
+            if run["solver"] in L2L_ZO_SET_SOLVERS else run for run in runs]
+
+
+def run_suite(suite: Suite, quick: bool, workers: int, weights: str | None = None) -> dict:
+    """Tune, then run, one suite (the l2l-zo solvers on ``weights``, if given); return its
+    tuning summary and records."""
     tunable = [s.name for s in all_solvers().values() if s.tunable and s.name not in suite.exclude]
-    tuning = run_all(tuning_runs(tunable, suite.tune, suite.budget, GRID[quick]), workers,
-                     f"{suite.key}: tuning lr")
+    tuning = run_all(with_weights(tuning_runs(tunable, suite.tune, suite.budget, GRID[quick]),
+                                  weights), workers, f"{suite.key}: tuning lr")
     lrs = best_lrs(tuning)
-    records = run_all(plan_runs(suite, lrs), workers, suite.key)
+    records = run_all(with_weights(plan_runs(suite, lrs), weights), workers, suite.key)
     return {"tuned_lr": lrs, "records": records}
+
+
+def weights_folder(text: str) -> str:
+    """A folder holding an "l2l-zo" weight set that loads (for --weights), as an absolute path."""
+    from zominimize.learned import weights
+    try:
+        weights.load(text, "l2l-zo")
+    except Exception as error:  # noqa: BLE001 - any reason it cannot load is the answer
+        raise argparse.ArgumentTypeError(f"--weights must be a folder with l2l-zo weights "
+                                         f"that load, got {text!r}: {error}") from None
+    return str(Path(text).resolve())
 
 
 def instance_range(text: str) -> range:
@@ -85,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the BBOB suites on these instances, one seed each, instead "
                              "of their own (4 and up: held out from every other run); "
                              "results go to <out>/<mode>-bbob-FIRST-LAST")
+    parser.add_argument("--weights", type=weights_folder, metavar="FOLDER",
+                        help="run l2l-zo and its ablations on the weight set in FOLDER (as "
+                             "written by python -m zominimize.train) instead of the shipped "
+                             "one; results go to <out>/<mode>[-bbob-...]-weights-<FOLDER name>")
     args = parser.parse_args(argv)
     quick = not (args.full or args.goals)
     mode = "quick" if quick else "full" if args.full else "goals"
@@ -94,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         plan = [on_bbob_instances(suite, args.bbob_instances) for suite in plan]
         span = args.bbob_instances
         label = f"{mode}-bbob-{span.start}-{span.stop - 1}"
+    if args.weights:
+        label += f"-weights-{Path(args.weights).name}"
     out = args.out / label
     out.mkdir(parents=True, exist_ok=True)
     wanted = lambda key: not args.only or any(key.startswith(o) for o in args.only)  # noqa: E731
@@ -108,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     for suite in plan:
         if wanted(suite.key):
             t = time.perf_counter()
-            results["suites"][suite.key] = run_suite(suite, quick, args.workers)
+            results["suites"][suite.key] = run_suite(suite, quick, args.workers, args.weights)
             print(f"{suite.key}: {len(results['suites'][suite.key]['records'])} runs "
                   f"in {time.perf_counter() - t:.0f} s", flush=True)
     results["seconds"] = time.perf_counter() - started

@@ -202,6 +202,26 @@ def test_bbob_instances_argument_names_a_bad_value(text, capsys):
     assert "--bbob-instances must be FIRST-LAST" in err and repr(text) in err
 
 
+def test_weights_option_reaches_only_the_solvers_of_the_l2l_zo_set():
+    from benchmarks.__main__ import with_weights
+    runs = [{"solver": name, "options": {"lr": 0.1}}
+            for name in ("l2l-zo", "l2l-zo-update", "l2l-zo-query", "l2l-zo-paper", "zo-adamm")]
+    moved = with_weights(runs, "/w")
+    assert [r["options"].get("weights") for r in moved] == ["/w"] * 3 + [None] * 2
+    assert all(r["options"]["lr"] == 0.1 for r in moved)
+    assert "weights" not in runs[0]["options"]  # the plan itself is left as it was
+    assert with_weights(runs, None) is runs
+
+
+def test_weights_option_names_a_folder_that_does_not_load(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from benchmarks.__main__ import main
+    with pytest.raises(SystemExit):
+        main(["--weights", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert "--weights must be a folder with l2l-zo weights" in err and str(tmp_path) in err
+
+
 def test_a_tiny_suite_runs_end_to_end_into_a_report(tmp_path):
     pytest.importorskip("matplotlib")
     from benchmarks.__main__ import run_suite

@@ -2,8 +2,8 @@
 
 ``rule.init(d)`` returns the rule's state (a small NamedTuple of arrays and
 floats); ``rule.update(g, f, state)`` returns ``(step, new_state)`` for the estimate g
-and the value f at the iterate, where ``step`` is added to the iterate. Nothing is modified in place, so a state can be saved,
-restored and compared freely.
+and the value f at the iterate, where ``step`` is added to the iterate. Nothing is
+modified in place, so a state can be saved, restored and compared freely.
 """
 
 from __future__ import annotations
