@@ -329,8 +329,7 @@ class ZOOptimizer:
             # The iterate itself is unusable: go back to the best point, half the step.
             if self._x_best is None:
                 return Status.NONFINITE
-            self._x = self._x_best.copy()
-            self._step_scale /= 2
+            self._back_to_best_with_half_step()
             return None
         g, _ = estimators.estimate_gradient(self._x, points, values, s["mu"], s["estimator"])
         step, self._rule_state = self._rule.update(g, self._f_iterate, self._rule_state)
@@ -358,9 +357,12 @@ class ZOOptimizer:
                 self._x = self._x_best.copy()
                 self._step_scale = 1.0
         elif self._since_improvement >= self._settings["guard_patience"]:
-            self._x = self._x_best.copy()
-            self._step_scale /= 2
+            self._back_to_best_with_half_step()
             self._since_improvement = 0
+
+    def _back_to_best_with_half_step(self) -> None:
+        self._x = self._x_best.copy()
+        self._step_scale /= 2
 
     def _guard_reason(self) -> str | None:
         """Why a guarded run should hand over to its fallback now, or None.

@@ -218,28 +218,33 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(norms > 0, dot / norms.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
 
 
+def _since_second_step(running: torch.Tensor, beta: float, count: int,
+                       before: float) -> torch.Tensor:
+    """A running mean (decay ``beta``) over the count - 1 steps after the first,
+    bias-corrected; ``before`` until there is one."""
+    observed = max(count - 1, 0)
+    if observed == 0:
+        return torch.full_like(running, before)
+    return running / (1 - beta ** observed)
+
+
 def coherence(moments: Moments) -> torch.Tensor:
     """The bias-corrected coherence (..., 1): the running mean of cos(g_t, m_{t-1}) over the
     count - 1 steps that had a previous momentum (0 before the second step)."""
-    observed = max(moments.count - 1, 0)
-    if observed == 0:
-        return moments.coherence
-    return moments.coherence / (1 - BETA_C ** observed)
+    return _since_second_step(moments.coherence, BETA_C, moments.count, 0.0)
 
 
 def success_rate(moments: Moments) -> torch.Tensor:
     """The bias-corrected success rate (..., 1) over the count - 1 steps that had a
     previous value of f (1/2 before the second step)."""
-    observed = max(moments.count - 1, 0)
-    if observed == 0:
-        return torch.full_like(moments.success, 0.5)
-    return moments.success / (1 - BETA_S ** observed)
+    return _since_second_step(moments.success, BETA_S, moments.count, 0.5)
 
 
 def _advance_success(f: torch.Tensor, moments: Moments) -> Moments:
     """The moments with the success rate updated by 1[f < f_last] and f kept as f_last;
-    f is the value at the iterate, shape (...,) or (..., 1)."""
-    f = f.reshape(moments.f_last.shape).to(moments.f_last.dtype)
+    f is the value at the iterate: a number, or a tensor of shape (...,) or (..., 1)."""
+    f = torch.as_tensor(f, dtype=moments.f_last.dtype,
+                        device=moments.f_last.device).reshape(moments.f_last.shape)
     if not moments.count:
         return moments._replace(f_last=f)
     success = BETA_S * moments.success + (1 - BETA_S) * (f < moments.f_last).double()
@@ -274,9 +279,10 @@ def _advance_coherence(g: torch.Tensor, moments: Moments) -> Moments:
     return moments._replace(coherence=agreement)
 
 
-def update_inputs(g: torch.Tensor, f: torch.Tensor, moments: Moments, features: str):
+def update_inputs(g: torch.Tensor, f, moments: Moments, features: str):
     """UpdateRNN inputs (..., n, d) float32 and the new moments, from the estimate g (float64)
-    and the value f at the iterate (shape (...,); only SUCCESS_FEATURES read it).
+    and the value f at the iterate (a number or a tensor of shape (...,); only
+    SUCCESS_FEATURES read it).
 
     n = UPDATE_INPUTS[features]: [g, 0] ("raw"), [g/rms, m^/rms] ("rms"), the coherence
     broadcast to every coordinate as a third row (COHERENCE_FEATURES) and 2 rate - 1 from

@@ -59,10 +59,10 @@ class UpdateState(NamedTuple):
     moments: Moments
 
 
-def update_step(net: CoordinateLSTM, g: torch.Tensor, f: torch.Tensor, state: UpdateState,
+def update_step(net: CoordinateLSTM, g: torch.Tensor, f, state: UpdateState,
                 lr: float, features: str, step_form: str) -> tuple[torch.Tensor, UpdateState]:
     """One UpdateRNN step: the step (float64, d) for the estimate g and the value f at the
-    iterate, and the new state.
+    iterate (a number, or a tensor per task in training), and the new state.
 
     Step forms "adam" and "adam-scale": lr times Adam's step corrected by the output (see
     ``nets.adam_corrected_step``); "direct" with normalised features: lr * output;
@@ -86,9 +86,8 @@ def learned_rule(net: CoordinateLSTM, lr: float, features: str, step_form: str,
 
     @torch.no_grad()
     def update(g: np.ndarray, f: float, state: UpdateState):
-        step, state = update_step(net, torch.as_tensor(g, device=device),
-                                  torch.tensor(float(f), dtype=torch.float64, device=device),
-                                  state, lr, features, step_form)
+        step, state = update_step(net, torch.as_tensor(g, device=device), float(f), state, lr,
+                                  features, step_form)
         return step.cpu().numpy(), state
 
     def export(state: UpdateState) -> dict:
