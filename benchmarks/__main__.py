@@ -16,14 +16,13 @@ import sys
 import time
 from pathlib import Path
 
+import zominimize
+
 from benchmarks import speed
 from benchmarks.runner import problem_for, run_all
 from benchmarks.solvers import all_solvers
 from benchmarks.suites import GRID, Suite, goal_suites, on_bbob_instances, suites
 from benchmarks.tuning import best_lrs, tuning_runs
-
-#: The solvers that read the "l2l-zo" weight set, which ``--weights`` replaces.
-L2L_ZO_SET_SOLVERS = ("l2l-zo", "l2l-zo-update", "l2l-zo-query")
 
 
 def plan_runs(suite: Suite, lrs: dict[str, dict]) -> list[dict]:
@@ -46,12 +45,14 @@ def plan_runs(suite: Suite, lrs: dict[str, dict]) -> list[dict]:
 
 
 def with_weights(runs: list[dict], folder: str | None) -> list[dict]:
-    """``runs`` with ``weights=folder`` added to the options of the solvers that read the
-    "l2l-zo" weight set (unchanged when ``folder`` is None)."""
+    """``runs`` with ``weights=folder`` added to the options of the zominimize methods that
+    read the "l2l-zo" weight set (unchanged when ``folder`` is None)."""
     if folder is None:
         return runs
+    readers = {name for name in zominimize.method_names()
+               if zominimize.get_method(name).weight_set == "l2l-zo"}
     return [{**run, "options": {**run["options"], "weights": folder}}
-            if run["solver"] in L2L_ZO_SET_SOLVERS else run for run in runs]
+            if run["solver"] in readers else run for run in runs]
 
 
 def run_suite(suite: Suite, quick: bool, workers: int, weights: str | None = None) -> dict:

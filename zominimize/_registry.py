@@ -49,6 +49,9 @@ class MethodSpec:
         diverges or stalls (see ZOOptimizer).
     ablation_of : str or None
         The method this one takes apart (benchmarks compare them; they do not tune it).
+    weight_set : str or None
+        The pretrained weight set a learned method reads (its ``weights`` option
+        replaces it); None for the classic methods.
     """
 
     name: str
@@ -62,6 +65,7 @@ class MethodSpec:
     make_sampler: Callable[[dict], Sampler] | None = None
     guarded: bool = False
     ablation_of: str | None = None
+    weight_set: str | None = None
 
 
 _REGISTRY: dict[str, MethodSpec] = {}

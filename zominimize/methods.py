@@ -101,7 +101,8 @@ def _learned(name: str, summary: str, doc: str, weight_set: str, update: bool,
         make_rule=update_rule(weight_set) if update else ZO_ADAMM.make_rule,
         make_sampler=query_sampler(weight_set) if query else None,
         base_step=0.1, options=LEARNED_OPTIONS, fallback="zo-adamm",
-        unavailable=availability(weight_set), guarded=True, ablation_of=ablation_of))
+        unavailable=availability(weight_set), guarded=True, ablation_of=ablation_of,
+        weight_set=weight_set))
 
 
 L2L_DOC = ("Coordinate-wise LSTMs (Ruan, Xiong, Reddi, Kumar & Hsieh, 'Learning to Learn by "
