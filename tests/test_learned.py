@@ -45,7 +45,8 @@ def random_nets(seed=0, features="rms", step_form="direct"):
 #: (features, step_form) pairs that weight sets are built with.
 DESIGNS = [("rms", "direct"), ("rms", "adam"), ("rms-coherence", "adam"),
            ("rms-coherence", "adam-scale"), ("rms-max-coherence", "adam-scale"),
-           ("rms-max-coherence-success", "adam-scale")]
+           ("rms-max-coherence-success", "adam-scale"),
+           ("rms-max-coherence-success", "adam-blend")]
 
 
 @pytest.fixture(params=DESIGNS, ids=["-".join(d) for d in DESIGNS])
@@ -499,18 +500,52 @@ def test_success_feature_is_one_row_read_off_the_order_of_f():
 
 def test_adam_step_form_bounds_the_multiplier():
     out = torch.tensor([[1e6, -1e6, 0.0], [0.0, 0.0, 0.5]], dtype=torch.float64)
-    step = learned_nets.adam_corrected_step(out, torch.ones(3, dtype=torch.float64))
+    step = learned_nets.adam_corrected_step(out, torch.ones(3, dtype=torch.float64), "adam")
     bound = np.exp(learned_nets.LOG_RANGE)
     torch.testing.assert_close(step, torch.tensor([-bound, -1 / bound, -0.5],
                                                   dtype=torch.float64))
-    scaled = learned_nets.adam_corrected_step(out[0], -torch.ones(3, dtype=torch.float64))
+    scaled = learned_nets.adam_corrected_step(out[0], -torch.ones(3, dtype=torch.float64),
+                                              "adam-scale")
     torch.testing.assert_close(scaled, torch.tensor([bound, 1 / bound, 1.0],
                                                     dtype=torch.float64))
     with torch.no_grad():  # the in-place inference arithmetic gives the same numbers
         torch.testing.assert_close(learned_nets.adam_corrected_step(
-            out, torch.ones(3, dtype=torch.float64)), step)
+            out, torch.ones(3, dtype=torch.float64), "adam"), step)
         torch.testing.assert_close(learned_nets.adam_corrected_step(
-            out[0], -torch.ones(3, dtype=torch.float64)), scaled)
+            out[0], -torch.ones(3, dtype=torch.float64), "adam-scale"), scaled)
+
+
+def test_adam_blend_moves_the_normalisation_from_the_max_rms_to_the_fast_one():
+    """w = sigmoid(b - BLEND_OFFSET): b -> -inf is ZO-AdaMM's step (times the multiplier),
+    b -> +inf divides it by rms_fast / rms, and the inference arithmetic agrees."""
+    m_n = torch.tensor([0.5, -0.01, 0.2], dtype=torch.float64)
+    log_fast = torch.log(torch.tensor([1.0, 0.01, 0.5], dtype=torch.float64))
+    a = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    adam = -np.exp(learned_nets.LOG_RANGE * np.tanh(a.numpy() / learned_nets.LOG_RANGE)) \
+        * m_n.numpy()
+    for b, expected in ((-math.inf, adam), (math.inf, adam / [1.0, 0.01, 0.5]),
+                        (learned_nets.BLEND_OFFSET, adam / np.sqrt([1.0, 0.01, 0.5]))):
+        out = torch.stack([a, torch.full_like(a, b)])
+        step = learned_nets.adam_corrected_step(out, m_n, "adam-blend", log_fast)
+        np.testing.assert_allclose(step.numpy(), expected, rtol=1e-12)
+        with torch.no_grad():
+            torch.testing.assert_close(
+                learned_nets.adam_corrected_step(out, m_n, "adam-blend", log_fast), step)
+
+
+def test_the_fast_moment_bounds_the_blended_step():
+    """With BETA_FAST = BETA1, |m^| <= rms_fast (Cauchy-Schwarz over the same weights), so
+    a fully blended step is at most exp(LOG_RANGE) lr per coordinate, whatever g did."""
+    gen = torch.Generator().manual_seed(0)
+    moments = learned_nets.initial_moments((50,))
+    for t in range(60):
+        g = torch.randn(50, generator=gen, dtype=torch.float64) * 10.0 ** (-t / 10)
+        _, m_n, moments = learned_nets.normalised(g, moments, max_corrected=True, fast=True)
+        blended = m_n.abs() * torch.exp(-learned_nets.log_fast_ratio(moments))
+        assert float(blended.max()) <= 1 + 1e-9
+    # g fell 10^6-fold; the fast RMS followed it, the max-corrected one only fell
+    # with its bias correction (1 - BETA2^t grows 60-fold)
+    assert float(learned_nets.log_fast_ratio(moments).max()) < -1.5
 
 
 @pytest.mark.parametrize("features, step_form, message", [
@@ -612,6 +647,66 @@ def test_behind_penalty_weighs_only_the_steps_behind_zo_adam():
     assert np.log(2) < scores[0.0] < scores[3.0]
 
 
+def test_vs_best_scores_each_task_against_the_better_of_zo_adam_and_zo_signsgd():
+    """Under "vs-best" ZO-Adam is never ahead of the reference (the better of itself and
+    ZO-signSGD on each task and step): it scores log 2 where it is that better one and more
+    where sign steps win (here, early on, on both families), while safety
+    ("worst_behind_adam") still reads log 2 for it."""
+    from zominimize.train.trainer import validate, validation_set
+    base = dict(step_form="adam-scale", features="rms-max-coherence", max_samples=16,
+                families={"quadratic": 1.0, "nclsq": 1.0})
+    _, query = learned_nets.make_nets("rms-max-coherence", "adam-scale")
+    held_out = validation_set(tiny_config(meta_loss="vs-best", **base))
+    best = validate(AdamInFeatures("adam-scale"), query,
+                    tiny_config(meta_loss="vs-best", **base), "stage1", held_out)
+    only_adam = validate(AdamInFeatures("adam-scale"), query,
+                         tiny_config(meta_loss="vs-adam", **base), "stage1", held_out)
+    assert only_adam["meta_loss"] == pytest.approx(np.log(2), rel=1e-12)
+    assert best["worst_behind_adam"] == pytest.approx(np.log(2), rel=1e-12)
+    assert best["final_log_ratio"] == pytest.approx(only_adam["final_log_ratio"], rel=1e-12)
+    assert best["meta_loss"] > np.log(2) + 0.01
+    assert best["worst_meta_loss"] > only_adam["worst_meta_loss"]
+
+
+def test_max_lead_holds_the_vs_best_reference_near_zo_adam():
+    """max_lead = K keeps the reference at or above e^-K times ZO-Adam's f: with K = 0 the
+    "vs-best" meta-loss is the "vs-adam" one, and a larger K lets it lead further."""
+    from zominimize.train.trainer import validate, validation_set
+    base = dict(step_form="adam-scale", features="rms-max-coherence", max_samples=16,
+                behind_penalty=3.0)
+    _, query = learned_nets.make_nets("rms-max-coherence", "adam-scale")
+    held_out = validation_set(tiny_config(meta_loss="vs-adam", **base))
+    scores = {lead: validate(LaggingAdam(), query,
+                             tiny_config(meta_loss="vs-best", max_lead=lead, **base),
+                             "stage1", held_out)["meta_loss"] for lead in (0.0, 0.5, None)}
+    only_adam = validate(LaggingAdam(), query, tiny_config(meta_loss="vs-adam", **base),
+                         "stage1", held_out)["meta_loss"]
+    assert scores[0.0] == pytest.approx(only_adam, rel=1e-12)
+    assert scores[0.0] < scores[0.5] <= scores[None]
+    for bad in (dict(meta_loss="vs-adam", max_lead=1.0), dict(meta_loss="vs-best", max_lead=-1.0),
+                dict(meta_loss="vs-best", max_lead=math.nan)):
+        with pytest.raises(ValueError, match="max_lead"):
+            tiny_config(**bad)
+
+
+def test_sign_step_is_the_packages_zo_signsgd_step():
+    from zominimize.rules import sign_sgd
+    from zominimize.train.trainer import sign_step
+    gen = torch.Generator().manual_seed(3)
+    task = tasks.sample(gen, "quadratic", 2, 6)
+    eps = torch.randn(5, 2, 6, generator=gen, dtype=torch.float64)
+    lr, mu = torch.tensor([[0.1], [0.2]], dtype=torch.float64), torch.full((2, 1), 1e-4,
+                                                                            dtype=torch.float64)
+    x = sign_step(task.fun, task.x0, eps, lr, mu)
+    for b in range(2):
+        f = lambda z: float(task.fun(torch.as_tensor(z).expand(2, 6))[b])
+        x0, u = task.x0[b].numpy(), eps[:, b].numpy()
+        g = np.mean([(f(x0 + 1e-4 * ui) - f(x0)) / 1e-4 * ui for ui in u], axis=0)
+        rule = sign_sgd(float(lr[b]))
+        step, _ = rule.update(g, f(x0), rule.init(6))
+        np.testing.assert_allclose(x[b].numpy(), x0 + step, rtol=0, atol=1e-12)
+
+
 class LaggingAdam(torch.nn.Module):
     """An "adam-scale" net with a = -1: every step 0.38 times ZO-Adam's, so it lags."""
 
@@ -692,11 +787,11 @@ def test_adaptive_sampling_leans_towards_the_cells_behind_zo_adam():
 
 def test_safe_selection_prefers_the_checkpoint_never_behind_zo_adam():
     from zominimize.train.trainer import selection_key
-    even = {"meta_loss": 0.60, "worst_meta_loss": 0.69}    # ahead on average, never behind
-    lopsided = {"meta_loss": 0.50, "worst_meta_loss": 0.80}  # further ahead, behind on one
+    even = {"meta_loss": 0.60, "worst_behind_adam": 0.69}    # ahead on average, never behind
+    lopsided = {"meta_loss": 0.50, "worst_behind_adam": 0.80}  # further ahead, behind on one
     assert selection_key(lopsided, "mean") < selection_key(even, "mean")
     assert selection_key(even, "safe") < selection_key(lopsided, "safe")
-    better = {"meta_loss": 0.55, "worst_meta_loss": 0.68}
+    better = {"meta_loss": 0.55, "worst_behind_adam": 0.68}
     assert selection_key(better, "safe") < selection_key(even, "safe")
     # within a margin of 0.15 above log 2 the lopsided one counts as safe and wins by its mean
     assert selection_key(lopsided, "safe", margin=0.15) < selection_key(better, "safe",

@@ -40,6 +40,15 @@ What the UpdateRNN outputs depends on the step form:
 * ``"adam-scale"``: the multiplier alone, x <- x - lr * exp(A tanh(a / A)) m^ / rms:
   a learned step size per coordinate and iteration. Every step keeps the sign of
   Adam's, so the net can neither add noise of its own nor turn a step around.
+* ``"adam-blend"``: two numbers (a, b): the multiplier and how far the step's
+  normalisation moves from ZO-AdaMM's max-corrected RMS towards a fast RMS (decay
+  BETA_FAST) of the recent estimates, x <- x - lr exp(A tanh(a / A)) m^ / (rms^(1 - w)
+  rms_fast^w), w = sigmoid(b - BLEND_OFFSET) (0.018 for a zero head: close to ZO-AdaMM).
+  With w = 1 the step is a fast-forgetting Adam's, whose length stays as the gradient
+  vanishes, as sign steps do: on the L2L paper's separable task, where f keeps falling
+  along x* while the gradient shrinks, such steps end e^10 lower than ZO-AdaMM's after
+  400 steps at d = 100, and on a quadratic's noise floor they lose e^5. Every coordinate's
+  step still keeps the sign of Adam's, and |m^| <= rms_fast bounds it by lr exp(A).
 * ``"direct"``: one number, the step in units of the run's step size,
   x <- x + lr * out. (The paper's net reads the raw g and outputs an absolute
   step, which ties the weights to one problem scale; ``features="raw"`` keeps
@@ -73,17 +82,23 @@ COHERENCE_FEATURES = ("rms-coherence", "rms-max-coherence", "rms-max-coherence-s
 MAX_FEATURES = ("rms-max-coherence", "rms-max-coherence-success")
 #: Feature sets with the success rate of f at the iterate as a fourth input.
 SUCCESS_FEATURES = ("rms-max-coherence-success",)
-STEP_FORMS = ("direct", "adam", "adam-scale")
+STEP_FORMS = ("direct", "adam", "adam-scale", "adam-blend")
+#: The step forms that correct ZO-Adam's step, read off the normalised features.
+ADAM_FORMS = ("adam", "adam-scale", "adam-blend")
 #: Inputs per coordinate of the UpdateRNN for each feature set (the QueryRNN always reads 2).
 UPDATE_INPUTS = {"rms": 2, "rms-coherence": 3, "rms-max-coherence": 3,
                  "rms-max-coherence-success": 4, "raw": 2}
 #: Outputs per coordinate of the UpdateRNN for each step form.
-UPDATE_OUTPUTS = {"direct": 1, "adam": 2, "adam-scale": 1}
+UPDATE_OUTPUTS = {"direct": 1, "adam": 2, "adam-scale": 1, "adam-blend": 2}
 #: The "adam" step forms multiply Adam's step by at most exp(LOG_RANGE) (or divide it).
 LOG_RANGE = 3.0
 #: Decays of the running moments the "rms" features are normalised by, of the coherence and
 #: of the success rate.
 BETA1, BETA2, BETA_C, BETA_S = 0.9, 0.999, 0.9, 0.9
+#: Decay of the fast second moment of the "adam-blend" step form (BETA1's: |m^| <= rms_fast).
+BETA_FAST = BETA1
+#: "adam-blend": w = sigmoid(b - BLEND_OFFSET), so the untrained net stays near ZO-AdaMM.
+BLEND_OFFSET = 4.0
 #: Floor of the normalising RMS, relative to the largest RMS of the step (float64).
 RELATIVE_FLOOR = 1e-12
 
@@ -193,7 +208,8 @@ class Moments(NamedTuple):
     """Running first and second moments of g (float64, one per coordinate), the largest
     second moment so far (the same tensor as v unless the features are max-corrected),
     the running coherence and success rate (one per run: shape (..., 1), not
-    bias-corrected), and the last value of f at the iterate (..., 1; NaN before the first)."""
+    bias-corrected), the last value of f at the iterate (..., 1; NaN before the first)
+    and the fast second moment (decay BETA_FAST; kept only for the "adam-blend" form)."""
 
     count: int
     m: torch.Tensor
@@ -202,13 +218,14 @@ class Moments(NamedTuple):
     v_max: torch.Tensor
     success: torch.Tensor
     f_last: torch.Tensor
+    v_fast: torch.Tensor
 
 
 def initial_moments(shape, device=None) -> Moments:
     zeros = torch.zeros(shape, dtype=torch.float64, device=device)
     v = zeros.clone()
     return Moments(0, zeros, v, zeros[..., :1].clone(), v, zeros[..., :1].clone(),
-                   torch.full_like(zeros[..., :1], float("nan")))
+                   torch.full_like(zeros[..., :1], float("nan")), zeros.clone())
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -251,11 +268,18 @@ def _advance_success(f: torch.Tensor, moments: Moments) -> Moments:
     return moments._replace(success=success, f_last=f)
 
 
-def normalised(g: torch.Tensor, moments: Moments,
-               max_corrected: bool = False) -> tuple[torch.Tensor, torch.Tensor, Moments]:
+def _floored(rms: torch.Tensor) -> torch.Tensor:
+    """rms plus RELATIVE_FLOOR times its largest value over the d coordinates."""
+    return rms + RELATIVE_FLOOR * rms.amax(dim=-1, keepdim=True).clamp_min(
+        torch.finfo(torch.float64).tiny)
+
+
+def normalised(g: torch.Tensor, moments: Moments, max_corrected: bool = False,
+               fast: bool = False) -> tuple[torch.Tensor, torch.Tensor, Moments]:
     """Update the moments with g (..., d); return (g / rms, m^ / rms, new moments), float64.
     The coherence is left as it is (only the coherence features advance it). With
-    ``max_corrected`` the RMS is ZO-AdaMM's, from the largest v so far.
+    ``max_corrected`` the RMS is ZO-AdaMM's, from the largest v so far; with ``fast``
+    the fast second moment advances too.
 
     The RMS is floored at RELATIVE_FLOOR times its largest value over the d
     coordinates, which keeps the features scale-free and finite.
@@ -264,11 +288,19 @@ def normalised(g: torch.Tensor, moments: Moments,
     m = BETA1 * moments.m + (1 - BETA1) * g
     v = BETA2 * moments.v + (1 - BETA2) * g * g
     v_max = torch.maximum(moments.v_max, v) if max_corrected else v
-    rms = torch.sqrt(v_max / (1 - BETA2 ** count))
-    rms = rms + RELATIVE_FLOOR * rms.amax(dim=-1, keepdim=True).clamp_min(
-        torch.finfo(torch.float64).tiny)
+    v_fast = BETA_FAST * moments.v_fast + (1 - BETA_FAST) * g * g if fast else moments.v_fast
+    rms = _floored(torch.sqrt(v_max / (1 - BETA2 ** count)))
     return (g / rms, (m / (1 - BETA1 ** count)) / rms,
-            moments._replace(count=count, m=m, v=v, v_max=v_max))
+            moments._replace(count=count, m=m, v=v, v_max=v_max, v_fast=v_fast))
+
+
+def log_fast_ratio(moments: Moments) -> torch.Tensor:
+    """log(rms_fast / rms) per coordinate (float64; both bias-corrected and floored), rms
+    the RMS the features are normalised by (max-corrected where v_max is kept)."""
+    count = moments.count
+    rms = _floored(torch.sqrt(moments.v_max / (1 - BETA2 ** count)))
+    fast = _floored(torch.sqrt(moments.v_fast / (1 - BETA_FAST ** count)))
+    return torch.log(fast) - torch.log(rms)
 
 
 def _advance_coherence(g: torch.Tensor, moments: Moments) -> Moments:
@@ -279,10 +311,10 @@ def _advance_coherence(g: torch.Tensor, moments: Moments) -> Moments:
     return moments._replace(coherence=agreement)
 
 
-def update_inputs(g: torch.Tensor, f, moments: Moments, features: str):
+def update_inputs(g: torch.Tensor, f, moments: Moments, features: str, fast: bool = False):
     """UpdateRNN inputs (..., n, d) float32 and the new moments, from the estimate g (float64)
     and the value f at the iterate (a number or a tensor of shape (...,); only
-    SUCCESS_FEATURES read it).
+    SUCCESS_FEATURES read it); ``fast`` advances the fast second moment too.
 
     n = UPDATE_INPUTS[features]: [g, 0] ("raw"), [g/rms, m^/rms] ("rms"), the coherence
     broadcast to every coordinate as a third row (COHERENCE_FEATURES) and 2 rate - 1 from
@@ -292,7 +324,7 @@ def update_inputs(g: torch.Tensor, f, moments: Moments, features: str):
         moments = _advance_coherence(g, moments)
     if features in SUCCESS_FEATURES:
         moments = _advance_success(f, moments)
-    g_n, m_n, moments = normalised(g, moments, features in MAX_FEATURES)
+    g_n, m_n, moments = normalised(g, moments, features in MAX_FEATURES, fast)
     if features == "raw":
         rows = [g, torch.zeros_like(g)]
     elif features == "rms":
@@ -316,19 +348,27 @@ def query_scales(output: torch.Tensor) -> torch.Tensor:
     return s * (d ** 0.5 / s.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
 
-def adam_corrected_step(out: torch.Tensor, m_normalised: torch.Tensor) -> torch.Tensor:
-    """The "adam" step forms, in units of lr: -exp(A tanh(a / A)) m^ / rms (+ b).
+def adam_corrected_step(out: torch.Tensor, m_normalised: torch.Tensor, step_form: str,
+                        log_fast: torch.Tensor | None = None) -> torch.Tensor:
+    """The "adam" step forms, in units of lr: -exp(A tanh(a / A)) m^ / rms, plus b
+    ("adam") or times (rms / rms_fast)^w, w = sigmoid(b - BLEND_OFFSET) ("adam-blend").
 
-    ``out`` holds (a, b) along axis -2 (form "adam", (..., 2, d)) or a alone (form
-    "adam-scale", (..., d)); ``m_normalised`` (..., d) is m^ / rms.
+    ``out`` holds (a, b) along axis -2 ((..., 2, d)) or a alone ("adam-scale", (..., d));
+    ``m_normalised`` (..., d) is m^ / rms and ``log_fast`` ("adam-blend") log(rms_fast / rms).
     """
-    a, b = out.unbind(-2) if out.dim() > m_normalised.dim() else (out, None)
+    a, b = out.unbind(-2) if step_form != "adam-scale" else (out, None)
     if torch.is_grad_enabled():
-        step = -torch.exp(LOG_RANGE * torch.tanh(a / LOG_RANGE)) * m_normalised
-        return step if b is None else step + b
+        exponent = LOG_RANGE * torch.tanh(a / LOG_RANGE)
+        if step_form == "adam-blend":
+            exponent = exponent - torch.sigmoid(b - BLEND_OFFSET) * log_fast.to(a.dtype)
+        step = -torch.exp(exponent) * m_normalised
+        return step + b if step_form == "adam" else step
     # the same arithmetic in place: a quarter of l2l-zo's time per iteration at d = 10^6
-    step = torch.tanh(a / LOG_RANGE).mul_(LOG_RANGE).exp_().mul_(m_normalised).neg_()
-    return step if b is None else step.add_(b)
+    exponent = torch.tanh(a / LOG_RANGE).mul_(LOG_RANGE)
+    if step_form == "adam-blend":
+        exponent.sub_(torch.sigmoid(b - BLEND_OFFSET).mul_(log_fast.to(a.dtype)))
+    step = exponent.exp_().mul_(m_normalised).neg_()
+    return step.add_(b) if step_form == "adam" else step
 
 
 def check_design(features: str, step_form: str) -> None:
@@ -337,7 +377,7 @@ def check_design(features: str, step_form: str) -> None:
         raise ValueError(f"features must be one of {FEATURE_SETS}, got {features!r}")
     if step_form not in STEP_FORMS:
         raise ValueError(f"step_form must be one of {STEP_FORMS}, got {step_form!r}")
-    if step_form != "direct" and features not in NORMALISED_FEATURES:
+    if step_form in ADAM_FORMS and features not in NORMALISED_FEATURES:
         raise ValueError(f"step_form={step_form!r} corrects Adam's step, read off the "
                          f"RMS-normalised features {NORMALISED_FEATURES}; features={features!r} "
                          f"has none")

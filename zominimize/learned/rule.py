@@ -16,7 +16,8 @@ import torch
 from ..rules import Rule
 from ..samplers import Sampler
 from .nets import (NORMALISED_FEATURES, CoordinateLSTM, Moments, adam_corrected_step,
-                   initial_moments, normalised, query_inputs, query_scales, update_inputs)
+                   initial_moments, log_fast_ratio, normalised, query_inputs, query_scales,
+                   update_inputs)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -38,6 +39,8 @@ def _moments_data(m: Moments) -> dict:
             "f_last": _numpy(m.f_last)}
     if m.v_max is not m.v:  # only max-corrected features keep a v_max of their own
         data["v_max"] = _numpy(m.v_max)
+    if m.v_fast.any():  # only the "adam-blend" step form advances it
+        data["v_fast"] = _numpy(m.v_fast)
     return data
 
 
@@ -49,8 +52,10 @@ def _moments(data: dict, device) -> Moments:
                                    ("f_last", np.full(1, np.nan)))}
     v = torch.as_tensor(data["v"], device=device)
     v_max = torch.as_tensor(data["v_max"], device=device) if "v_max" in data else v
+    v_fast = torch.as_tensor(data["v_fast"], device=device) if "v_fast" in data \
+        else torch.zeros_like(v)
     return Moments(int(data["count"]), torch.as_tensor(data["m"], device=device), v,
-                   v_max=v_max, **shared)
+                   v_max=v_max, v_fast=v_fast, **shared)
 
 
 class UpdateState(NamedTuple):
@@ -64,14 +69,17 @@ def update_step(net: CoordinateLSTM, g: torch.Tensor, f, state: UpdateState,
     """One UpdateRNN step: the step (float64, d) for the estimate g and the value f at the
     iterate (a number, or a tensor per task in training), and the new state.
 
-    Step forms "adam" and "adam-scale": lr times Adam's step corrected by the output (see
-    ``nets.adam_corrected_step``); "direct" with normalised features: lr * output;
-    "direct" with 'raw' features (the paper's): the output itself.
+    Step forms "adam", "adam-scale" and "adam-blend": lr times Adam's step corrected by
+    the output (see ``nets.adam_corrected_step``); "direct" with normalised features:
+    lr * output; "direct" with 'raw' features (the paper's): the output itself.
     """
-    inputs, moments = update_inputs(g, f, state.moments, features)
+    blend = step_form == "adam-blend"
+    inputs, moments = update_inputs(g, f, state.moments, features, fast=blend)
     out, (h, c) = net(inputs, (state.h, state.c))
     if step_form != "direct":
-        step = adam_corrected_step(out, inputs[..., 1, :]).double().mul_(lr)
+        log_fast = log_fast_ratio(moments) if blend else None
+        step = adam_corrected_step(out, inputs[..., 1, :], step_form,
+                                   log_fast).double().mul_(lr)
     else:
         step = out.double() * (lr if features in NORMALISED_FEATURES else 1.0)
     return step, UpdateState(h, c, moments)

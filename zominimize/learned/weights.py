@@ -29,14 +29,19 @@ def architecture(step_form: str = "direct", features: str = "rms") -> dict:
     """The architecture this version of zominimize builds for a step form and feature set
     (compared with the manifest's). The "adam" form's UpdateRNN has two outputs per
     coordinate, and the coherence features give it a third input; the "adam"
-    forms record the multiplier's range, and the "adam-scale" form its name."""
-    from .nets import HEAD_SCALE, HIDDEN, LOG_RANGE, UPDATE_INPUTS, UPDATE_OUTPUTS
+    forms record the multiplier's range, the "adam-scale" form its name, and the
+    "adam-blend" form also the blend's offset and the fast moment's decay."""
+    from .nets import (BETA_FAST, BLEND_OFFSET, HEAD_SCALE, HIDDEN, LOG_RANGE, UPDATE_INPUTS,
+                       UPDATE_OUTPUTS)
     layout = {"cell": "lstm", "hidden": HIDDEN, "inputs": 2, "bias": False,
               "head_scale": HEAD_SCALE, "nets": ["update", "query"]}
     if step_form == "adam":
         layout.update(update_outputs=UPDATE_OUTPUTS[step_form], log_range=LOG_RANGE)
     elif step_form == "adam-scale":
         layout.update(update_step="adam-scale", log_range=LOG_RANGE)
+    elif step_form == "adam-blend":
+        layout.update(update_step="adam-blend", update_outputs=UPDATE_OUTPUTS[step_form],
+                      log_range=LOG_RANGE, blend_offset=BLEND_OFFSET, beta_fast=BETA_FAST)
     if UPDATE_INPUTS.get(features, 2) != 2:
         layout.update(update_inputs=UPDATE_INPUTS[features])
     return layout

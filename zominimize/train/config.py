@@ -9,14 +9,17 @@ from ..learned.nets import check_design
 from .tasks import FAMILIES, MAX_SAMPLES
 
 
-META_LOSSES = ("log", "vs-adam")
+META_LOSSES = ("log", "vs-adam", "vs-best")
+#: The meta-losses that run classic references alongside the learned optimizer.
+REFERENCE_LOSSES = ("vs-adam", "vs-best")
 #: How validation picks a stage's checkpoint: the lowest mean held-out meta-loss, or
-#: ("safe", vs-adam only) the one least behind ZO-Adam on its worst held-out batch, then
-#: the lowest mean.
+#: ("safe", reference losses only) the one least behind ZO-Adam on its worst held-out
+#: batch, then the lowest mean.
 SELECTIONS = ("mean", "safe")
 #: How episodes pick their family and dimension: by the family weights and uniformly over
-#: dims, or ("adaptive", vs-adam only) also leaning towards the (family, dimension) cells
-#: whose recent episodes were furthest behind ZO-Adam (see trainer.cell_probabilities).
+#: dims, or ("adaptive", reference losses only) also leaning towards the (family, dimension)
+#: cells whose recent episodes were furthest behind their reference (see
+#: trainer.cell_probabilities).
 TASK_SAMPLINGS = ("uniform", "adaptive")
 
 
@@ -50,8 +53,11 @@ class TrainConfig:
     base_step: float = 0.1
     mu_relative: float = 1e-4
     meta_gradient: str = "autograd"  # or "zo": central differences (black-box)
-    meta_loss: str = "log"           # or "vs-adam": log(1 + f_t / f_t of ZO-Adam), see trainer
-    behind_penalty: float = 0.0      # vs-adam: extra weight on the steps behind ZO-Adam
+    meta_loss: str = "log"           # or "vs-adam" / "vs-best": log(1 + f_t / f_t of a
+    #                                  classic reference), see trainer
+    behind_penalty: float = 0.0      # vs-*: extra weight on the steps behind the reference
+    max_lead: float | None = None    # vs-best: the reference counts at most e^max_lead below
+    #                                  ZO-Adam (None: no limit)
     selection: str = "mean"          # or "safe": see SELECTIONS
     safe_margin: float = 0.0         # "safe": a worst batch this far above log 2 is not behind
     task_sampling: str = "uniform"   # or "adaptive": see TASK_SAMPLINGS
@@ -79,6 +85,11 @@ class TrainConfig:
         if not _is_positive_integer(self.cells_per_episode):
             raise ValueError(f"cells_per_episode must be a positive integer, "
                              f"got {self.cells_per_episode!r}")
+        if self.max_lead is not None and (self.meta_loss != "vs-best"
+                                          or not self.max_lead >= 0):
+            raise ValueError(f"max_lead limits the 'vs-best' reference: it needs "
+                             f"meta_loss='vs-best' and a value >= 0, got max_lead="
+                             f"{self.max_lead!r} with meta_loss={self.meta_loss!r}")
         for name in ("behind_penalty", "adaptive_sharpness", "safe_margin"):
             if not getattr(self, name) >= 0:  # NaN fails too
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
@@ -86,10 +97,10 @@ class TrainConfig:
             raise ValueError(f"safe_margin applies to selection='safe', got "
                              f"selection={self.selection!r}")
         if ((self.selection == "safe" or self.behind_penalty or self.task_sampling == "adaptive")
-                and self.meta_loss != "vs-adam"):
+                and self.meta_loss not in REFERENCE_LOSSES):
             raise ValueError(f"selection='safe', behind_penalty and task_sampling='adaptive' "
-                             f"compare with ZO-Adam: they need meta_loss='vs-adam', got "
-                             f"{self.meta_loss!r}")
+                             f"compare with a classic reference: they need meta_loss "
+                             f"'vs-adam' or 'vs-best', got {self.meta_loss!r}")
         unknown = set(self.families) - set(FAMILIES)
         if unknown:
             raise ValueError(f"unknown task families {sorted(unknown)}; known: {FAMILIES}")

@@ -16,6 +16,14 @@ The meta-loss averages over the T steps either
   training spends its effort where the learned steps are worse than ZO-Adam's
   (a score of log 2 = 0.693 is ZO-Adam itself). ``behind_penalty`` = k weighs the
   steps behind ZO-Adam k + 1 times: l + k max(0, l - log 2).
+* ``"vs-best"``: the same with y_t the better, on each task and at each step, of ZO-Adam
+  and ZO-signSGD (lr the same default, same draws): each task is scored against the
+  classic method that serves it best (sign steps win by far on the separable nclsq at
+  d = 100, where ZO-Adam's steps shrink with the vanishing gradient, and lose on the
+  quadratics), so no family is weighed against a reference it can beat easily.
+  ``max_lead`` = K keeps that reference at or above e^-K times ZO-Adam's f, so that
+  a family where sign steps lead by orders of magnitude (nclsq at d = 30: e^15 after
+  400 steps) stops pulling once the net leads ZO-Adam by e^K.
 
 With ``task_sampling = "adaptive"`` an episode's family and dimension lean towards the
 cells whose recent training episodes were furthest behind ZO-Adam (a group-DRO-like
@@ -25,7 +33,8 @@ with losses on a few; a quarter of the probability stays with the uniform choice
 Validation keeps, per stage, the checkpoint with the lowest mean held-out meta-loss, or
 (``selection = "safe"``) the one whose worst held-out batch is least behind ZO-Adam
 (then the lowest mean): gains on most tasks must not buy losses on a few. ``safe_margin``
-tolerates a worst batch up to that much above log 2 (those compete by the mean).
+tolerates a worst batch up to that much above log 2 (those compete by the mean). Safety is
+always measured against ZO-Adam (the package's fallback), also under "vs-best".
 
 Held-out tasks, drawn from their own seed, score the nets before a stage trains and
 every ``validate_every`` episodes; the best score of each stage is kept (the nets as the
@@ -48,7 +57,7 @@ import torch
 from ..learned import nets as learned_nets
 from ..learned import weights
 from . import tasks
-from .config import TrainConfig
+from .config import REFERENCE_LOSSES, TrainConfig
 from .unroll import UnrollSettings, detach, initial_state, step_sizes, unroll_step, value
 
 STAGES = ("stage1", "stage2")
@@ -63,9 +72,18 @@ def unroll_settings(config: TrainConfig, stage: str) -> UnrollSettings:
                           meta_gradient=config.meta_gradient)
 
 
+def sign_step(fun, x: torch.Tensor, eps: torch.Tensor, lr, mu) -> torch.Tensor:
+    """One ZO-signSGD step on the batch with the standard draws eps (q, B, d): the
+    package's "zo-signsgd" with its default lr, x - lr sign(g)."""
+    f_x = fun(x)
+    g = (((fun(x + mu * eps) - f_x) / mu.reshape(-1)).unsqueeze(-1) * eps).mean(0)
+    return x - lr * torch.sign(g)
+
+
 class _TaskUnroll:
     """The learned optimizer's run on one task batch inside an episode (and, for the
-    "vs-adam" meta-loss, ZO-Adam's run alongside on the same draws)."""
+    "vs-adam" and "vs-best" meta-losses, the classic references' runs alongside on the
+    same draws)."""
 
     def __init__(self, task: tasks.TaskBatch, update_net, query_net, config: TrainConfig,
                  settings: UnrollSettings):
@@ -73,14 +91,24 @@ class _TaskUnroll:
         self.config, self.settings = config, settings
         self.lr, self.mu = step_sizes(task.x0, settings)
         self.state = initial_state(task.x0, update_net, query_net)
-        self.reference = None
-        if config.meta_loss == "vs-adam":
+        self.reference = self.sign_x = None
+        if config.meta_loss in REFERENCE_LOSSES:
             self.adam = AdamInFeatures(settings.step_form)
             self.reference = initial_state(task.x0, self.adam, query_net)
             self.plain = replace(settings, use_query=False, train_query=False)
+        if config.meta_loss == "vs-best":
+            self.sign_x = task.x0.clone()
         with torch.no_grad():
             self.f_start = task.fun(task.x0)
         self.floor = 1e-12 * self.f_start
+        self.behind_adam = 0.0  # the "vs-adam" meta-loss so far (safety, any reference loss)
+
+    def _behind(self, f_t: torch.Tensor, f_reference: torch.Tensor) -> torch.Tensor:
+        """log(1 + f_t / f_ref), steps behind the reference weighing 1 + behind_penalty."""
+        behind = torch.log1p(f_t / f_reference)
+        if self.config.behind_penalty:
+            behind = behind + self.config.behind_penalty * (behind - math.log(2)).clamp_min(0)
+        return behind
 
     def step(self, eps: torch.Tensor, penalty: float) -> tuple[torch.Tensor, float]:
         """One optimizer step with the draws eps: (this step's meta-loss term, a scalar
@@ -96,11 +124,16 @@ class _TaskUnroll:
             with torch.no_grad():
                 self.reference = unroll_step(fun, self.reference, eps, self.adam,
                                              self.query_net, self.lr, self.mu, self.plain)[0]
-                f_adam = fun(self.reference.x) + floor
-            behind = torch.log1p(f_t / f_adam)
-            if config.behind_penalty:
-                behind = behind + config.behind_penalty * (behind - math.log(2)).clamp_min(0)
-            loss = behind.mean() / config.steps
+                f_reference = f_adam = fun(self.reference.x) + floor
+                if self.sign_x is not None:
+                    self.sign_x = sign_step(fun, self.sign_x, eps, self.lr, self.mu)
+                    f_reference = torch.minimum(f_adam, fun(self.sign_x) + floor)
+                    if config.max_lead is not None:
+                        f_reference = torch.maximum(f_reference,
+                                                    f_adam * math.exp(-config.max_lead))
+            behind_adam = self._behind(f_t.detach(), f_adam).mean() / config.steps
+            self.behind_adam += float(behind_adam)
+            loss = self._behind(f_t, f_reference).mean() / config.steps
         if out is not None and penalty:
             loss = loss + penalty * out.pow(2).mean() / config.steps
         return loss, float(ratio.detach().mean())
@@ -117,9 +150,10 @@ def run_episode(batches: list[tasks.TaskBatch], update_net, query_net, config: T
     """Unroll the learned optimizer on each task batch side by side; train when
     ``optimizer`` is given, each outer step on the mean of the batches' meta-losses.
 
-    Returns, per batch, (meta-loss averaged over the steps, final log(f_T / f_0)), both
-    averaged over the batch's tasks. A diverging episode (non-finite values) stops
-    early without an update and scores +inf for every batch.
+    Returns, per batch, (meta-loss averaged over the steps, final log(f_T / f_0), the
+    "vs-adam" meta-loss or NaN without a reference), each averaged over the batch's tasks.
+    A diverging episode (non-finite values) stops early without an update and scores +inf
+    for every batch.
     """
     unrolls = [_TaskUnroll(task, update_net, query_net, config, settings) for task in batches]
     parameters = [p for group in optimizer.param_groups for p in group["params"]] \
@@ -133,7 +167,7 @@ def run_episode(batches: list[tasks.TaskBatch], update_net, query_net, config: T
                               dtype=torch.float64)
             loss, lasts[i] = unroll.step(eps, penalty)
             if not torch.isfinite(loss):
-                return [(math.inf, math.inf)] * len(unrolls)
+                return [(math.inf, math.inf, math.inf)] * len(unrolls)
             totals[i] += float(loss.detach())
             losses.append(loss)
         window = window + sum(losses) / len(losses)
@@ -146,7 +180,8 @@ def run_episode(batches: list[tasks.TaskBatch], update_net, query_net, config: T
             window = 0.0
             for unroll in unrolls:
                 unroll.cut()
-    return list(zip(totals, lasts))
+    behind = [u.behind_adam if u.reference is not None else math.nan for u in unrolls]
+    return list(zip(totals, lasts, behind))
 
 
 def validation_set(config: TrainConfig) -> list[tasks.TaskBatch]:
@@ -161,16 +196,23 @@ def validation_set(config: TrainConfig) -> list[tasks.TaskBatch]:
 def validate(update_net, query_net, config: TrainConfig, stage: str,
              held_out: list[tasks.TaskBatch]) -> dict:
     """Mean meta-loss, worst batch's meta-loss and mean final log-ratio over the held-out
-    tasks (fixed draws)."""
+    tasks (fixed draws); with a reference loss also the worst batch's "vs-adam" meta-loss
+    (what "safe" selection reads; the same as the worst meta-loss under "vs-adam")."""
     settings = unroll_settings(config, stage)
     gen = torch.Generator().manual_seed(config.validation_seed + 1)
     scores = [run_episode([task], update_net, query_net, config, settings, gen)[0]
               for task in held_out]
-    worst = max(range(len(scores)), key=lambda i: scores[i][0])
-    return {"meta_loss": sum(s[0] for s in scores) / len(scores),
-            "worst_meta_loss": scores[worst][0],
-            "worst_batch": f"{held_out[worst].family} d={held_out[worst].size[1]}",
-            "final_log_ratio": sum(s[1] for s in scores) / len(scores)}
+
+    def worst(column: int) -> tuple[float, str]:
+        i = max(range(len(scores)), key=lambda i: scores[i][column])
+        return scores[i][column], f"{held_out[i].family} d={held_out[i].size[1]}"
+
+    score = dict(zip(("worst_meta_loss", "worst_batch"), worst(0)),
+                 meta_loss=sum(s[0] for s in scores) / len(scores),
+                 final_log_ratio=sum(s[1] for s in scores) / len(scores))
+    if config.meta_loss in REFERENCE_LOSSES:
+        score.update(zip(("worst_behind_adam", "worst_behind_adam_batch"), worst(2)))
+    return score
 
 
 def selection_key(score: dict, selection: str, margin: float = 0.0) -> tuple:
@@ -178,15 +220,17 @@ def selection_key(score: dict, selection: str, margin: float = 0.0) -> tuple:
     "safe" how far the worst batch is behind ZO-Adam's log 2 beyond ``margin``, then the
     mean."""
     if selection == "safe":
-        return max(score["worst_meta_loss"] - math.log(2) - margin, 0.0), score["meta_loss"]
+        behind = score["worst_behind_adam"] - math.log(2) - margin
+        return max(behind, 0.0), score["meta_loss"]
     return (score["meta_loss"],)
 
 
 class AdamInFeatures(torch.nn.Module):
     """ZO-Adam written as an UpdateRNN: step = -lr * m^ / rms, read off the normalised
     features (beta1 0.9, beta2 0.999; ZO-AdaMM's step, the package's "zo-adamm", with the
-    max-corrected "rms-max-coherence"). A reference the learned net can represent exactly:
-    in the "direct" step form it outputs -m^ / rms, in the "adam" forms no correction."""
+    max-corrected "rms-max-coherence"). A reference the learned net can represent exactly
+    (in "adam-blend", in the limit): in the "direct" step form it outputs -m^ / rms, in the
+    "adam" forms no correction."""
 
     hidden = 1
 
@@ -203,6 +247,9 @@ class AdamInFeatures(torch.nn.Module):
             return torch.zeros_like(inputs[..., :2, :]), state  # (a, b) = 0: Adam's step
         if self.step_form == "adam-scale":
             return torch.zeros_like(inputs[..., 0, :]), state  # a = 0: Adam's step
+        if self.step_form == "adam-blend":  # a = 0 and w = sigmoid(-inf) = 0: Adam's step
+            a = torch.zeros_like(inputs[..., 0, :])
+            return torch.stack([a, torch.full_like(a, -math.inf)], dim=-2), state
         return -inputs[..., 1, :], state  # inputs (..., 2, d): [g / rms, m^ / rms]
 
 
@@ -337,7 +384,7 @@ class Trainer:
                                  settings, self.gen, spec.penalty, self.optimizer)
             self.progress["history"].extend(
                 {"stage": stage, "episode": episode, "family": task.family,
-                 "dim": task.size[1], "loss": loss} for task, (loss, _) in zip(batches, scores))
+                 "dim": task.size[1], "loss": loss} for task, (loss, *_) in zip(batches, scores))
             self.progress["episode"] = episode + 1
             if (episode + 1) % self.config.validate_every == 0 or episode + 1 == spec.episodes:
                 self._validate(stage, episode + 1, started, report)
@@ -358,7 +405,10 @@ class Trainer:
         report(f"{stage} episode {episode}/{getattr(self.config, stage).episodes}: validation "
                f"meta-loss {score['meta_loss']:.4f} (worst batch {score['worst_meta_loss']:.4f}, "
                f"{score['worst_batch']}),"
-               f" final log(f/f0) {score['final_log_ratio']:.3f} "
+               + (f" worst vs ZO-Adam {score['worst_behind_adam']:.4f} "
+                  f"({score['worst_behind_adam_batch']}),"
+                  if self.config.meta_loss == "vs-best" else "")
+               + f" final log(f/f0) {score['final_log_ratio']:.3f} "
                f"({self.progress['seconds']:.0f} s)")
 
     def baseline(self) -> dict:
