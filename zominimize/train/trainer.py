@@ -58,7 +58,8 @@ from ..learned import nets as learned_nets
 from ..learned import weights
 from . import tasks
 from .config import REFERENCE_LOSSES, TrainConfig
-from .unroll import UnrollSettings, detach, initial_state, step_sizes, unroll_step, value
+from .unroll import (UnrollSettings, detach, forward_difference, initial_state, step_sizes,
+                     unroll_step, value)
 
 STAGES = ("stage1", "stage2")
 
@@ -75,8 +76,7 @@ def unroll_settings(config: TrainConfig, stage: str) -> UnrollSettings:
 def sign_step(fun, x: torch.Tensor, eps: torch.Tensor, lr, mu) -> torch.Tensor:
     """One ZO-signSGD step on the batch with the standard draws eps (q, B, d): the
     package's "zo-signsgd" with its default lr, x - lr sign(g)."""
-    f_x = fun(x)
-    g = (((fun(x + mu * eps) - f_x) / mu.reshape(-1)).unsqueeze(-1) * eps).mean(0)
+    g = forward_difference(fun(x), fun(x + mu * eps), eps, mu)
     return x - lr * torch.sign(g)
 
 
@@ -131,9 +131,10 @@ class _TaskUnroll:
                     if config.max_lead is not None:
                         f_reference = torch.maximum(f_reference,
                                                     f_adam * math.exp(-config.max_lead))
-            behind_adam = self._behind(f_t.detach(), f_adam).mean() / config.steps
-            self.behind_adam += float(behind_adam)
             loss = self._behind(f_t, f_reference).mean() / config.steps
+            behind_adam = loss.detach() if f_reference is f_adam else \
+                self._behind(f_t.detach(), f_adam).mean() / config.steps
+            self.behind_adam += float(behind_adam)
         if out is not None and penalty:
             loss = loss + penalty * out.pow(2).mean() / config.steps
         return loss, float(ratio.detach().mean())

@@ -74,6 +74,13 @@ def detach(state):
     return state
 
 
+def forward_difference(f_x: torch.Tensor, f_q: torch.Tensor, u: torch.Tensor,
+                       mu: torch.Tensor) -> torch.Tensor:
+    """The estimate g (B, d) from f at x (B,), at the q queries x + mu u (q, B) and the
+    directions u (q, B, d); mu (B, 1)."""
+    return (((f_q - f_x) / mu.reshape(-1)).unsqueeze(-1) * u).mean(0)
+
+
 def unroll_step(fun, state: RunState, eps: torch.Tensor, update_net: CoordinateLSTM,
                 query_net: CoordinateLSTM, lr, mu, settings: UnrollSettings):
     """One optimizer step on the batch; eps (q, B, d) are the standard draws.
@@ -89,7 +96,7 @@ def unroll_step(fun, state: RunState, eps: torch.Tensor, update_net: CoordinateL
     f_q = fun(x + mu * u)
     if not settings.train_query:
         f_q = f_q.detach()
-    g = (((f_q - f_x) / mu.reshape(-1)).unsqueeze(-1) * u).mean(0)  # mu: (B, 1)
+    g = forward_difference(f_x, f_q, u, mu)
     step, update = update_step(update_net, g, f_x, state.update, lr, settings.features,
                                settings.step_form)
     query, out = state.query, None
