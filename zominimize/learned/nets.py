@@ -210,7 +210,8 @@ class Moments(NamedTuple):
     second moment so far (the same tensor as v unless the features are max-corrected),
     the running coherence and success rate (one per run: shape (..., 1), not
     bias-corrected), the last value of f at the iterate (..., 1; NaN before the first)
-    and the fast second moment (decay BETA_FAST; kept only for the "adam-blend" form)."""
+    and the fast second moment (decay BETA_FAST; advanced only for the "adam-blend" form,
+    shape (..., 1) until then, so that the other forms hold no d-vector for it)."""
 
     count: int
     m: torch.Tensor
@@ -226,7 +227,7 @@ def initial_moments(shape, device=None) -> Moments:
     zeros = torch.zeros(shape, dtype=torch.float64, device=device)
     v = zeros.clone()
     return Moments(0, zeros, v, zeros[..., :1].clone(), v, zeros[..., :1].clone(),
-                   torch.full_like(zeros[..., :1], float("nan")), zeros.clone())
+                   torch.full_like(zeros[..., :1], float("nan")), zeros[..., :1].clone())
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -36,26 +36,22 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 def _moments_data(m: Moments) -> dict:
     data = {"count": m.count, "m": _numpy(m.m), "v": _numpy(m.v),
             "coherence": _numpy(m.coherence), "success": _numpy(m.success),
-            "f_last": _numpy(m.f_last)}
+            "f_last": _numpy(m.f_last), "v_fast": _numpy(m.v_fast)}
     if m.v_max is not m.v:  # only max-corrected features keep a v_max of their own
         data["v_max"] = _numpy(m.v_max)
-    if m.v_fast.any():  # only the "adam-blend" step form advances it
-        data["v_fast"] = _numpy(m.v_fast)
     return data
 
 
 def _moments(data: dict, device) -> Moments:
-    # states saved before the coherence or the success rate existed come from feature
-    # sets that never read them
+    # states saved before the coherence, the success rate or the fast moment existed come
+    # from designs that never read them
     shared = {key: torch.as_tensor(data.get(key, default), device=device)
               for key, default in (("coherence", np.zeros(1)), ("success", np.zeros(1)),
-                                   ("f_last", np.full(1, np.nan)))}
+                                   ("f_last", np.full(1, np.nan)), ("v_fast", np.zeros(1)))}
     v = torch.as_tensor(data["v"], device=device)
     v_max = torch.as_tensor(data["v_max"], device=device) if "v_max" in data else v
-    v_fast = torch.as_tensor(data["v_fast"], device=device) if "v_fast" in data \
-        else torch.zeros_like(v)
     return Moments(int(data["count"]), torch.as_tensor(data["m"], device=device), v,
-                   v_max=v_max, v_fast=v_fast, **shared)
+                   v_max=v_max, **shared)
 
 
 class UpdateState(NamedTuple):
