@@ -14,7 +14,7 @@ import zominimize  # noqa: E402
 from zominimize import FallbackWarning, WeightsError  # noqa: E402
 from zominimize.learned import nets as learned_nets  # noqa: E402
 from zominimize.learned import weights  # noqa: E402
-from zominimize.learned.rule import resolve_device  # noqa: E402
+from zominimize.learned.rule import UpdateState, resolve_device, update_step  # noqa: E402
 from zominimize.train import tasks  # noqa: E402
 from zominimize.train.config import StageConfig, TrainConfig, load_config  # noqa: E402
 from zominimize.train.trainer import AdamInFeatures, Trainer  # noqa: E402
@@ -46,7 +46,8 @@ def random_nets(seed=0, features="rms", step_form="direct"):
 DESIGNS = [("rms", "direct"), ("rms", "adam"), ("rms-coherence", "adam"),
            ("rms-coherence", "adam-scale"), ("rms-max-coherence", "adam-scale"),
            ("rms-max-coherence-success", "adam-scale"),
-           ("rms-max-coherence-success", "adam-blend")]
+           ("rms-max-coherence-success", "adam-blend"),
+           ("rms-max-coherence-success", "adam-blend-slow")]
 
 
 @pytest.fixture(params=DESIGNS, ids=["-".join(d) for d in DESIGNS])
@@ -521,16 +522,66 @@ def test_adam_blend_moves_the_normalisation_from_the_max_rms_to_the_fast_one():
     m_n = torch.tensor([0.5, -0.01, 0.2], dtype=torch.float64)
     log_fast = torch.log(torch.tensor([1.0, 0.01, 0.5], dtype=torch.float64))
     a = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    moments = learned_nets.initial_moments((3,))
     adam = -np.exp(learned_nets.LOG_RANGE * np.tanh(a.numpy() / learned_nets.LOG_RANGE)) \
         * m_n.numpy()
     for b, expected in ((-math.inf, adam), (math.inf, adam / [1.0, 0.01, 0.5]),
                         (learned_nets.BLEND_OFFSET, adam / np.sqrt([1.0, 0.01, 0.5]))):
         out = torch.stack([a, torch.full_like(a, b)])
-        step = learned_nets.adam_corrected_step(out, m_n, "adam-blend", log_fast)
+        log_factor, after = learned_nets.blend_log_factor(out[1], log_fast, moments,
+                                                          "adam-blend")
+        assert after is moments  # "adam-blend" keeps no blend weight
+        step = learned_nets.adam_corrected_step(out, m_n, "adam-blend", log_factor)
         np.testing.assert_allclose(step.numpy(), expected, rtol=1e-12)
         with torch.no_grad():
             torch.testing.assert_close(
-                learned_nets.adam_corrected_step(out, m_n, "adam-blend", log_fast), step)
+                learned_nets.adam_corrected_step(out, m_n, "adam-blend", log_factor), step)
+
+
+def test_slow_blend_weight_is_a_running_mean_of_the_proposals():
+    """"adam-blend-slow": w starts at 0 and follows sigmoid(b - BLEND_OFFSET) with decay
+    BETA_W, so a proposal that flips between the ends every step moves w by at most
+    1 - BETA_W; the log-multiplier is -w log(rms_fast / rms)."""
+    beta = learned_nets.BETA_W
+    log_fast = torch.full((2,), -5.0, dtype=torch.float64)
+    moments = learned_nets.initial_moments((2,))
+    ws = []
+    for t in range(40):
+        b = torch.tensor([math.inf, math.inf if t % 2 else -math.inf], dtype=torch.float64)
+        log_factor, moments = learned_nets.blend_log_factor(b, log_fast, moments,
+                                                            "adam-blend-slow")
+        ws.append(moments.blend.clone())
+        torch.testing.assert_close(log_factor, 5.0 * moments.blend)
+    w = torch.stack(ws)
+    # always at the sign-like end: w_t = 1 - BETA_W^t
+    np.testing.assert_allclose(w[:, 0].numpy(), 1 - beta ** np.arange(1, 41), rtol=1e-12)
+    # flipping every step: w settles between the ends instead of flipping with it
+    assert float(w[1:, 1].diff().abs().max()) <= 1 - beta + 1e-12
+    assert 0.4 < float(w[-1, 1]) < 0.6
+
+
+def test_zero_headed_slow_blend_is_zo_adamm_times_the_growing_blend():
+    """An untrained "adam-blend-slow" net (zero head) steps as ZO-AdaMM times
+    (rms / rms_fast)^w_t, w_t = (1 - BETA_W^t) sigmoid(-BLEND_OFFSET) (at most 0.018), and the
+    ZO-Adam reference keeps w = 0 exactly."""
+    features, form = "rms-max-coherence-success", "adam-blend-slow"
+    update, _ = learned_nets.make_nets(features, form)
+    with torch.no_grad():
+        update.head.weight.zero_()
+    adam_net = AdamInFeatures(form)
+    gen = torch.Generator().manual_seed(1)
+    state = UpdateState(*update.initial_state((6,)), learned_nets.initial_moments((6,)))
+    reference = UpdateState(*adam_net.initial_state((6,)), learned_nets.initial_moments((6,)))
+    w_zero_head = 1 / (1 + math.exp(learned_nets.BLEND_OFFSET))
+    for t in range(1, 31):
+        g = torch.randn(6, generator=gen, dtype=torch.float64) * 0.8 ** t
+        step, state = update_step(update, g, 1.0 - t, state, 0.1, features, form)
+        adam, reference = update_step(adam_net, g, 1.0 - t, reference, 0.1, features, form)
+        w = (1 - learned_nets.BETA_W ** t) * w_zero_head
+        torch.testing.assert_close(state.moments.blend, torch.full((6,), w, dtype=torch.float64))
+        assert float(reference.moments.blend.abs().max()) == 0.0
+        expected = adam * torch.exp(-w * learned_nets.log_fast_ratio(state.moments))
+        torch.testing.assert_close(step, expected, rtol=1e-5, atol=0)
 
 
 def test_the_fast_moment_bounds_the_blended_step():

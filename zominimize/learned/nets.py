@@ -50,6 +50,10 @@ What the UpdateRNN outputs depends on the step form:
   (f keeps falling along x* while the gradient shrinks) and e^5 higher on a quadratic
   (they stay on its noise floor). Every coordinate's step keeps the sign of Adam's, and
   |m^| <= rms_fast bounds it by lr exp(A).
+* ``"adam-blend-slow"``: "adam-blend" with w a running mean (decay BETA_W, from 0) of
+  sigmoid(b - BLEND_OFFSET) rather than the net's latest proposal. As the gradient
+  vanishes rms / rms_fast grows (e^5 along a sphere at d = 10), so a w that flickers
+  with the noise of the inputs throws the iterate off the optimum; a slow w cannot.
 * ``"direct"``: one number, the step in units of the run's step size,
   x <- x + lr * out. (The paper's net reads the raw g and outputs an absolute
   step, which ties the weights to one problem scale; ``features="raw"`` keeps
@@ -83,23 +87,27 @@ COHERENCE_FEATURES = ("rms-coherence", "rms-max-coherence", "rms-max-coherence-s
 MAX_FEATURES = ("rms-max-coherence", "rms-max-coherence-success")
 #: Feature sets with the success rate of f at the iterate as a fourth input.
 SUCCESS_FEATURES = ("rms-max-coherence-success",)
-STEP_FORMS = ("direct", "adam", "adam-scale", "adam-blend")
+STEP_FORMS = ("direct", "adam", "adam-scale", "adam-blend", "adam-blend-slow")
 #: The step forms that correct ZO-Adam's step, read off the normalised features.
-ADAM_FORMS = ("adam", "adam-scale", "adam-blend")
+ADAM_FORMS = ("adam", "adam-scale", "adam-blend", "adam-blend-slow")
+#: The step forms that blend the normalisation towards the fast RMS.
+BLEND_FORMS = ("adam-blend", "adam-blend-slow")
 #: Inputs per coordinate of the UpdateRNN for each feature set (the QueryRNN always reads 2).
 UPDATE_INPUTS = {"rms": 2, "rms-coherence": 3, "rms-max-coherence": 3,
                  "rms-max-coherence-success": 4, "raw": 2}
 #: Outputs per coordinate of the UpdateRNN for each step form.
-UPDATE_OUTPUTS = {"direct": 1, "adam": 2, "adam-scale": 1, "adam-blend": 2}
+UPDATE_OUTPUTS = {"direct": 1, "adam": 2, "adam-scale": 1, "adam-blend": 2, "adam-blend-slow": 2}
 #: The "adam" step forms multiply Adam's step by at most exp(LOG_RANGE) (or divide it).
 LOG_RANGE = 3.0
 #: Decays of the running moments the "rms" features are normalised by, of the coherence and
 #: of the success rate.
 BETA1, BETA2, BETA_C, BETA_S = 0.9, 0.999, 0.9, 0.9
-#: Decay of the fast second moment of the "adam-blend" step form (BETA1's: |m^| <= rms_fast).
+#: Decay of the fast second moment of the blend step forms (BETA1's: |m^| <= rms_fast).
 BETA_FAST = BETA1
-#: "adam-blend": w = sigmoid(b - BLEND_OFFSET), so the untrained net stays near ZO-AdaMM.
+#: The blend forms: w = sigmoid(b - BLEND_OFFSET), so the untrained net stays near ZO-AdaMM.
 BLEND_OFFSET = 4.0
+#: Decay of the running blend weight w of "adam-blend-slow".
+BETA_W = 0.9
 #: Floor of the normalising RMS, relative to the largest RMS of the step (float64).
 RELATIVE_FLOOR = 1e-12
 
@@ -210,8 +218,9 @@ class Moments(NamedTuple):
     second moment so far (the same tensor as v unless the features are max-corrected),
     the running coherence and success rate (one per run: shape (..., 1), not
     bias-corrected), the last value of f at the iterate (..., 1; NaN before the first)
-    and the fast second moment (decay BETA_FAST; advanced only for the "adam-blend" form,
-    shape (..., 1) until then, so that the other forms hold no d-vector for it)."""
+    the fast second moment (decay BETA_FAST; advanced only by the blend forms, shape
+    (..., 1) until then, so that the other forms hold no d-vector for it) and the running
+    blend weight of "adam-blend-slow" (likewise (..., 1) zero until that form advances it)."""
 
     count: int
     m: torch.Tensor
@@ -221,13 +230,15 @@ class Moments(NamedTuple):
     success: torch.Tensor
     f_last: torch.Tensor
     v_fast: torch.Tensor
+    blend: torch.Tensor
 
 
 def initial_moments(shape, device=None) -> Moments:
     zeros = torch.zeros(shape, dtype=torch.float64, device=device)
     v = zeros.clone()
     return Moments(0, zeros, v, zeros[..., :1].clone(), v, zeros[..., :1].clone(),
-                   torch.full_like(zeros[..., :1], float("nan")), zeros[..., :1].clone())
+                   torch.full_like(zeros[..., :1], float("nan")), zeros[..., :1].clone(),
+                   zeros[..., :1].clone())
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -350,25 +361,37 @@ def query_scales(output: torch.Tensor) -> torch.Tensor:
     return s * (d ** 0.5 / s.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
 
+def blend_log_factor(b: torch.Tensor, log_fast: torch.Tensor, moments: Moments,
+                     step_form: str) -> tuple[torch.Tensor, Moments]:
+    """The blend forms' log-multiplier of Adam's step, -w log(rms_fast / rms), and the
+    moments: w = sigmoid(b - BLEND_OFFSET) ("adam-blend"), or its running mean with decay
+    BETA_W, kept in the moments ("adam-blend-slow")."""
+    w = torch.sigmoid(b - BLEND_OFFSET)
+    if step_form != "adam-blend-slow":
+        return -(w * log_fast.to(b.dtype)), moments
+    w = BETA_W * moments.blend + (1 - BETA_W) * w.double()
+    return -(w * log_fast).to(b.dtype), moments._replace(blend=w)
+
+
 def adam_corrected_step(out: torch.Tensor, m_normalised: torch.Tensor, step_form: str,
-                        log_fast: torch.Tensor | None = None) -> torch.Tensor:
+                        log_factor: torch.Tensor | None = None) -> torch.Tensor:
     """The "adam" step forms, in units of lr: -exp(A tanh(a / A)) m^ / rms, plus b
-    ("adam") or times (rms / rms_fast)^w, w = sigmoid(b - BLEND_OFFSET) ("adam-blend").
+    ("adam") or times exp(log_factor) (the blend forms: see ``blend_log_factor``).
 
     ``out`` holds (a, b) along axis -2 ((..., 2, d)) or a alone ("adam-scale", (..., d));
-    ``m_normalised`` (..., d) is m^ / rms and ``log_fast`` ("adam-blend") log(rms_fast / rms).
+    ``m_normalised`` (..., d) is m^ / rms.
     """
     a, b = out.unbind(-2) if step_form != "adam-scale" else (out, None)
     if torch.is_grad_enabled():
         exponent = LOG_RANGE * torch.tanh(a / LOG_RANGE)
-        if step_form == "adam-blend":
-            exponent = exponent - torch.sigmoid(b - BLEND_OFFSET) * log_fast.to(a.dtype)
+        if log_factor is not None:
+            exponent = exponent + log_factor
         step = -torch.exp(exponent) * m_normalised
         return step + b if step_form == "adam" else step
     # the same arithmetic in place: a quarter of l2l-zo's time per iteration at d = 10^6
     exponent = torch.tanh(a / LOG_RANGE).mul_(LOG_RANGE)
-    if step_form == "adam-blend":
-        exponent.sub_(torch.sigmoid(b - BLEND_OFFSET).mul_(log_fast.to(a.dtype)))
+    if log_factor is not None:
+        exponent.add_(log_factor)
     step = exponent.exp_().mul_(m_normalised).neg_()
     return step.add_(b) if step_form == "adam" else step
 

@@ -15,9 +15,9 @@ import torch
 
 from ..rules import Rule
 from ..samplers import Sampler
-from .nets import (NORMALISED_FEATURES, CoordinateLSTM, Moments, adam_corrected_step,
-                   initial_moments, log_fast_ratio, normalised, query_inputs, query_scales,
-                   update_inputs)
+from .nets import (BLEND_FORMS, NORMALISED_FEATURES, CoordinateLSTM, Moments,
+                   adam_corrected_step, blend_log_factor, initial_moments, log_fast_ratio,
+                   normalised, query_inputs, query_scales, update_inputs)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -36,18 +36,19 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 def _moments_data(m: Moments) -> dict:
     data = {"count": m.count, "m": _numpy(m.m), "v": _numpy(m.v),
             "coherence": _numpy(m.coherence), "success": _numpy(m.success),
-            "f_last": _numpy(m.f_last), "v_fast": _numpy(m.v_fast)}
+            "f_last": _numpy(m.f_last), "v_fast": _numpy(m.v_fast), "blend": _numpy(m.blend)}
     if m.v_max is not m.v:  # only max-corrected features keep a v_max of their own
         data["v_max"] = _numpy(m.v_max)
     return data
 
 
 def _moments(data: dict, device) -> Moments:
-    # states saved before the coherence, the success rate or the fast moment existed come
-    # from designs that never read them
+    # states saved before the coherence, the success rate, the fast moment or the blend
+    # weight existed come from designs that never read them
     shared = {key: torch.as_tensor(data.get(key, default), device=device)
               for key, default in (("coherence", np.zeros(1)), ("success", np.zeros(1)),
-                                   ("f_last", np.full(1, np.nan)), ("v_fast", np.zeros(1)))}
+                                   ("f_last", np.full(1, np.nan)), ("v_fast", np.zeros(1)),
+                                   ("blend", np.zeros(1)))}
     v = torch.as_tensor(data["v"], device=device)
     v_max = torch.as_tensor(data["v_max"], device=device) if "v_max" in data else v
     return Moments(int(data["count"]), torch.as_tensor(data["m"], device=device), v,
@@ -65,17 +66,20 @@ def update_step(net: CoordinateLSTM, g: torch.Tensor, f, state: UpdateState,
     """One UpdateRNN step: the step (float64, d) for the estimate g and the value f at the
     iterate (a number, or a tensor per task in training), and the new state.
 
-    Step forms "adam", "adam-scale" and "adam-blend": lr times Adam's step corrected by
+    The "adam" step forms (``nets.ADAM_FORMS``): lr times Adam's step corrected by
     the output (see ``nets.adam_corrected_step``); "direct" with normalised features:
     lr * output; "direct" with 'raw' features (the paper's): the output itself.
     """
-    blend = step_form == "adam-blend"
+    blend = step_form in BLEND_FORMS
     inputs, moments = update_inputs(g, f, state.moments, features, fast=blend)
     out, (h, c) = net(inputs, (state.h, state.c))
     if step_form != "direct":
-        log_fast = log_fast_ratio(moments) if blend else None
+        log_factor = None
+        if blend:
+            log_factor, moments = blend_log_factor(out[..., 1, :], log_fast_ratio(moments),
+                                                   moments, step_form)
         step = adam_corrected_step(out, inputs[..., 1, :], step_form,
-                                   log_fast).double().mul_(lr)
+                                   log_factor).double().mul_(lr)
     else:
         step = out.double() * (lr if features in NORMALISED_FEATURES else 1.0)
     return step, UpdateState(h, c, moments)

@@ -30,18 +30,21 @@ def architecture(step_form: str = "direct", features: str = "rms") -> dict:
     (compared with the manifest's). The "adam" form's UpdateRNN has two outputs per
     coordinate, and the coherence features give it a third input; the "adam"
     forms record the multiplier's range, the "adam-scale" form its name, and the
-    "adam-blend" form also the blend's offset and the fast moment's decay."""
-    from .nets import (BETA_FAST, BLEND_OFFSET, HEAD_SCALE, HIDDEN, LOG_RANGE, UPDATE_INPUTS,
-                       UPDATE_OUTPUTS)
+    blend forms also the blend's offset and the fast moment's decay ("adam-blend-slow":
+    and the blend weight's decay)."""
+    from .nets import (BETA_FAST, BETA_W, BLEND_FORMS, BLEND_OFFSET, HEAD_SCALE, HIDDEN,
+                       LOG_RANGE, UPDATE_INPUTS, UPDATE_OUTPUTS)
     layout = {"cell": "lstm", "hidden": HIDDEN, "inputs": 2, "bias": False,
               "head_scale": HEAD_SCALE, "nets": ["update", "query"]}
     if step_form == "adam":
         layout.update(update_outputs=UPDATE_OUTPUTS[step_form], log_range=LOG_RANGE)
     elif step_form == "adam-scale":
         layout.update(update_step="adam-scale", log_range=LOG_RANGE)
-    elif step_form == "adam-blend":
-        layout.update(update_step="adam-blend", update_outputs=UPDATE_OUTPUTS[step_form],
+    elif step_form in BLEND_FORMS:
+        layout.update(update_step=step_form, update_outputs=UPDATE_OUTPUTS[step_form],
                       log_range=LOG_RANGE, blend_offset=BLEND_OFFSET, beta_fast=BETA_FAST)
+        if step_form == "adam-blend-slow":
+            layout.update(beta_w=BETA_W)
     if UPDATE_INPUTS.get(features, 2) != 2:
         layout.update(update_inputs=UPDATE_INPUTS[features])
     return layout

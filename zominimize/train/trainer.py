@@ -230,7 +230,7 @@ class AdamInFeatures(torch.nn.Module):
     """ZO-Adam written as an UpdateRNN: step = -lr * m^ / rms, read off the normalised
     features (beta1 0.9, beta2 0.999; ZO-AdaMM's step, the package's "zo-adamm", with the
     max-corrected "rms-max-coherence"). A reference the learned net can represent exactly
-    (in "adam-blend", in the limit): in the "direct" step form it outputs -m^ / rms, in the
+    (in the blend forms, in the limit): in the "direct" step form it outputs -m^ / rms, in the
     "adam" forms no correction."""
 
     hidden = 1
@@ -248,7 +248,7 @@ class AdamInFeatures(torch.nn.Module):
             return torch.zeros_like(inputs[..., :2, :]), state  # (a, b) = 0: Adam's step
         if self.step_form == "adam-scale":
             return torch.zeros_like(inputs[..., 0, :]), state  # a = 0: Adam's step
-        if self.step_form == "adam-blend":  # a = 0 and w = sigmoid(-inf) = 0: Adam's step
+        if self.step_form in learned_nets.BLEND_FORMS:  # a = 0 and w = sigmoid(-inf) = 0: Adam's step
             a = torch.zeros_like(inputs[..., 0, :])
             return torch.stack([a, torch.full_like(a, -math.inf)], dim=-2), state
         return -inputs[..., 1, :], state  # inputs (..., 2, d): [g / rms, m^ / rms]
