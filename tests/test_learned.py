@@ -445,7 +445,7 @@ def test_coherence_feature_is_one_row_for_all_coordinates_and_scale_free():
         moments = learned_nets.initial_moments((2, 500))
         history = []
         for g in estimates:
-            inputs, moments = learned_nets.update_inputs(g, None, moments, "rms-coherence")
+            inputs, moments, _ = learned_nets.update_inputs(g, None, moments, "rms-coherence")
             history.append(inputs)
         return history
 
@@ -461,7 +461,7 @@ def test_coherence_feature_is_one_row_for_all_coordinates_and_scale_free():
     flipping = last_inputs([(-1) ** t * torch.ones(2, 500, dtype=torch.float64)
                             for t in range(30)])  # overshooting: each step undoes the last
     assert float(flipping[-1][0, 2, 0]) < -0.5
-    rms_inputs, _ = learned_nets.update_inputs(noise[0], None,
+    rms_inputs, *_ = learned_nets.update_inputs(noise[0], None,
                                                learned_nets.initial_moments((2, 500)), "rms")
     torch.testing.assert_close(rms_inputs, last_inputs(noise[:1])[0][:, :2])
 
@@ -477,7 +477,7 @@ def test_success_feature_is_one_row_read_off_the_order_of_f():
     def history(values, features="rms-max-coherence-success"):
         moments, rows = learned_nets.initial_moments((2, 30)), []
         for g, f in zip(estimates, values):
-            inputs, moments = learned_nets.update_inputs(g, f, moments, features)
+            inputs, moments, _ = learned_nets.update_inputs(g, f, moments, features)
             rows.append(inputs)
         return rows
 
@@ -580,7 +580,9 @@ def test_zero_headed_slow_blend_is_zo_adamm_times_the_growing_blend():
         w = (1 - learned_nets.BETA_W ** t) * w_zero_head
         torch.testing.assert_close(state.moments.blend, torch.full((6,), w, dtype=torch.float64))
         assert float(reference.moments.blend.abs().max()) == 0.0
-        expected = adam * torch.exp(-w * learned_nets.log_fast_ratio(state.moments))
+        log_fast = learned_nets.log_fast_ratio(state.moments,
+                                               learned_nets.normalising_rms(state.moments))
+        expected = adam * torch.exp(-w * log_fast)
         torch.testing.assert_close(step, expected, rtol=1e-5, atol=0)
 
 
@@ -591,12 +593,12 @@ def test_the_fast_moment_bounds_the_blended_step():
     moments = learned_nets.initial_moments((50,))
     for t in range(60):
         g = torch.randn(50, generator=gen, dtype=torch.float64) * 10.0 ** (-t / 10)
-        _, m_n, moments = learned_nets.normalised(g, moments, max_corrected=True, fast=True)
-        blended = m_n.abs() * torch.exp(-learned_nets.log_fast_ratio(moments))
+        _, m_n, rms, moments = learned_nets.normalised(g, moments, max_corrected=True, fast=True)
+        blended = m_n.abs() * torch.exp(-learned_nets.log_fast_ratio(moments, rms))
         assert float(blended.max()) <= 1 + 1e-9
     # g fell 10^6-fold; the fast RMS followed it, the max-corrected one only fell
     # with its bias correction (1 - BETA2^t grows 60-fold)
-    assert float(learned_nets.log_fast_ratio(moments).max()) < -1.5
+    assert float(learned_nets.log_fast_ratio(moments, rms).max()) < -1.5
 
 
 @pytest.mark.parametrize("features, step_form, message", [

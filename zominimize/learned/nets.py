@@ -287,32 +287,44 @@ def _floored(rms: torch.Tensor) -> torch.Tensor:
         torch.finfo(torch.float64).tiny)
 
 
+class Normalised(NamedTuple):
+    """The estimate and its momentum over their running RMS (float64), that RMS, and the
+    moments that gave it."""
+
+    g: torch.Tensor        # g / rms
+    m: torch.Tensor        # m^ / rms
+    rms: torch.Tensor
+    moments: Moments
+
+
+def normalising_rms(moments: Moments) -> torch.Tensor:
+    """The bias-corrected RMS the features are normalised by (max-corrected where v_max is
+    kept), floored at RELATIVE_FLOOR times its largest value over the d coordinates, which
+    keeps the features scale-free and finite."""
+    return _floored(torch.sqrt(moments.v_max / (1 - BETA2 ** moments.count)))
+
+
 def normalised(g: torch.Tensor, moments: Moments, max_corrected: bool = False,
-               fast: bool = False) -> tuple[torch.Tensor, torch.Tensor, Moments]:
-    """Update the moments with g (..., d); return (g / rms, m^ / rms, new moments), float64.
+               fast: bool = False) -> Normalised:
+    """Update the moments with g (..., d) and normalise g and m^ by ``normalising_rms``.
     The coherence is left as it is (only the coherence features advance it). With
     ``max_corrected`` the RMS is ZO-AdaMM's, from the largest v so far; with ``fast``
     the fast second moment advances too.
-
-    The RMS is floored at RELATIVE_FLOOR times its largest value over the d
-    coordinates, which keeps the features scale-free and finite.
     """
     count = moments.count + 1
     m = BETA1 * moments.m + (1 - BETA1) * g
     v = BETA2 * moments.v + (1 - BETA2) * g * g
     v_max = torch.maximum(moments.v_max, v) if max_corrected else v
     v_fast = BETA_FAST * moments.v_fast + (1 - BETA_FAST) * g * g if fast else moments.v_fast
-    rms = _floored(torch.sqrt(v_max / (1 - BETA2 ** count)))
-    return (g / rms, (m / (1 - BETA1 ** count)) / rms,
-            moments._replace(count=count, m=m, v=v, v_max=v_max, v_fast=v_fast))
+    moments = moments._replace(count=count, m=m, v=v, v_max=v_max, v_fast=v_fast)
+    rms = normalising_rms(moments)
+    return Normalised(g / rms, (m / (1 - BETA1 ** count)) / rms, rms, moments)
 
 
-def log_fast_ratio(moments: Moments) -> torch.Tensor:
-    """log(rms_fast / rms) per coordinate (float64; both bias-corrected and floored), rms
-    the RMS the features are normalised by (max-corrected where v_max is kept)."""
-    count = moments.count
-    rms = _floored(torch.sqrt(moments.v_max / (1 - BETA2 ** count)))
-    fast = _floored(torch.sqrt(moments.v_fast / (1 - BETA_FAST ** count)))
+def log_fast_ratio(moments: Moments, rms: torch.Tensor) -> torch.Tensor:
+    """log(rms_fast / rms) per coordinate (float64), ``rms`` the ``normalising_rms`` of the
+    same moments and rms_fast bias-corrected and floored alike."""
+    fast = _floored(torch.sqrt(moments.v_fast / (1 - BETA_FAST ** moments.count)))
     return torch.log(fast) - torch.log(rms)
 
 
@@ -325,9 +337,10 @@ def _advance_coherence(g: torch.Tensor, moments: Moments) -> Moments:
 
 
 def update_inputs(g: torch.Tensor, f, moments: Moments, features: str, fast: bool = False):
-    """UpdateRNN inputs (..., n, d) float32 and the new moments, from the estimate g (float64)
-    and the value f at the iterate (a number or a tensor of shape (...,); only
-    SUCCESS_FEATURES read it); ``fast`` advances the fast second moment too.
+    """UpdateRNN inputs (..., n, d) float32, the new moments and the RMS the inputs are
+    normalised by (float64), from the estimate g (float64) and the value f at the iterate
+    (a number or a tensor of shape (...,); only SUCCESS_FEATURES read it); ``fast``
+    advances the fast second moment too.
 
     n = UPDATE_INPUTS[features]: [g, 0] ("raw"), [g/rms, m^/rms] ("rms"), the coherence
     broadcast to every coordinate as a third row (COHERENCE_FEATURES) and 2 rate - 1 from
@@ -337,7 +350,7 @@ def update_inputs(g: torch.Tensor, f, moments: Moments, features: str, fast: boo
         moments = _advance_coherence(g, moments)
     if features in SUCCESS_FEATURES:
         moments = _advance_success(f, moments)
-    g_n, m_n, moments = normalised(g, moments, features in MAX_FEATURES, fast)
+    g_n, m_n, rms, moments = normalised(g, moments, features in MAX_FEATURES, fast)
     if features == "raw":
         rows = [g, torch.zeros_like(g)]
     elif features == "rms":
@@ -346,7 +359,7 @@ def update_inputs(g: torch.Tensor, f, moments: Moments, features: str, fast: boo
         rows = [g_n, m_n, coherence(moments).expand_as(m_n)]
         if features in SUCCESS_FEATURES:
             rows.append((2 * success_rate(moments) - 1).expand_as(m_n))
-    return torch.stack(rows, dim=-2).float(), moments
+    return torch.stack(rows, dim=-2).float(), moments, rms
 
 
 def query_inputs(g_normalised: torch.Tensor, step_in_lr: torch.Tensor) -> torch.Tensor:

@@ -71,12 +71,12 @@ def update_step(net: CoordinateLSTM, g: torch.Tensor, f, state: UpdateState,
     lr * output; "direct" with 'raw' features (the paper's): the output itself.
     """
     blend = step_form in BLEND_FORMS
-    inputs, moments = update_inputs(g, f, state.moments, features, fast=blend)
+    inputs, moments, rms = update_inputs(g, f, state.moments, features, fast=blend)
     out, (h, c) = net(inputs, (state.h, state.c))
     if step_form != "direct":
         log_factor = None
         if blend:
-            log_factor, moments = blend_log_factor(out[..., 1, :], log_fast_ratio(moments),
+            log_factor, moments = blend_log_factor(out[..., 1, :], log_fast_ratio(moments, rms),
                                                    moments, step_form)
         step = adam_corrected_step(out, inputs[..., 1, :], step_form,
                                    log_factor).double().mul_(lr)
@@ -121,9 +121,9 @@ def query_step(net: CoordinateLSTM, g: torch.Tensor, step: torch.Tensor, state: 
                lr) -> tuple[QueryState, torch.Tensor]:
     """One QueryRNN step after an iteration: the new state (with the scales of the
     next iteration) and the raw output o (meta-training penalises ||o||^2)."""
-    g_n, _, moments = normalised(g, state.moments)
-    out, (h, c) = net(query_inputs(g_n, step / lr), (state.h, state.c))
-    return QueryState(h, c, moments, query_scales(out)), out
+    estimate = normalised(g, state.moments)
+    out, (h, c) = net(query_inputs(estimate.g, step / lr), (state.h, state.c))
+    return QueryState(h, c, estimate.moments, query_scales(out)), out
 
 
 def learned_sampler(net: CoordinateLSTM, lr: float, ratio: float, device) -> Sampler:
