@@ -217,7 +217,7 @@ class Moments(NamedTuple):
     """Running first and second moments of g (float64, one per coordinate), the largest
     second moment so far (the same tensor as v unless the features are max-corrected),
     the running coherence and success rate (one per run: shape (..., 1), not
-    bias-corrected), the last value of f at the iterate (..., 1; NaN before the first)
+    bias-corrected), the last value of f at the iterate (..., 1; NaN before the first),
     the fast second moment (decay BETA_FAST; advanced only by the blend forms, shape
     (..., 1) until then, so that the other forms hold no d-vector for it) and the running
     blend weight of "adam-blend-slow" (likewise (..., 1) zero until that form advances it)."""

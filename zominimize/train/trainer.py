@@ -248,7 +248,7 @@ class AdamInFeatures(torch.nn.Module):
             return torch.zeros_like(inputs[..., :2, :]), state  # (a, b) = 0: Adam's step
         if self.step_form == "adam-scale":
             return torch.zeros_like(inputs[..., 0, :]), state  # a = 0: Adam's step
-        if self.step_form in learned_nets.BLEND_FORMS:  # a = 0 and w = sigmoid(-inf) = 0: Adam's step
+        if self.step_form in learned_nets.BLEND_FORMS:  # a = 0, w = sigmoid(-inf) = 0: Adam's
             a = torch.zeros_like(inputs[..., 0, :])
             return torch.stack([a, torch.full_like(a, -math.inf)], dim=-2), state
         return -inputs[..., 1, :], state  # inputs (..., 2, d): [g / rms, m^ / rms]
