@@ -44,25 +44,27 @@ def plan_runs(suite: Suite, lrs: dict[str, dict]) -> list[dict]:
     return runs
 
 
-def with_weights(runs: list[dict], folder: str | None) -> list[dict]:
-    """``runs`` with ``weights=folder`` added to the options of the zominimize methods that
-    read the "l2l-zo" weight set (unchanged when ``folder`` is None)."""
-    if folder is None:
+def with_learned_options(runs: list[dict], options: dict) -> list[dict]:
+    """``runs`` with ``options`` added to the options of the zominimize methods that read
+    the "l2l-zo" weight set (unchanged when ``options`` is empty)."""
+    if not options:
         return runs
     readers = {name for name in zominimize.method_names()
                if zominimize.get_method(name).weight_set == "l2l-zo"}
-    return [{**run, "options": {**run["options"], "weights": folder}}
+    return [{**run, "options": {**run["options"], **options}}
             if run["solver"] in readers else run for run in runs]
 
 
-def run_suite(suite: Suite, quick: bool, workers: int, weights: str | None = None) -> dict:
-    """Tune, then run, one suite (the l2l-zo solvers on ``weights``, if given); return its
-    tuning summary and records."""
+def run_suite(suite: Suite, quick: bool, workers: int, learned: dict | None = None) -> dict:
+    """Tune, then run, one suite (the l2l-zo solvers with the ``learned`` options, if
+    given); return its tuning summary and records."""
+    learned = learned or {}
     tunable = [s.name for s in all_solvers().values() if s.tunable and s.name not in suite.exclude]
-    tuning = run_all(with_weights(tuning_runs(tunable, suite.tune, suite.budget, GRID[quick]),
-                                  weights), workers, f"{suite.key}: tuning lr")
+    tuning = run_all(with_learned_options(tuning_runs(tunable, suite.tune, suite.budget,
+                                                      GRID[quick]), learned),
+                     workers, f"{suite.key}: tuning lr")
     lrs = best_lrs(tuning)
-    records = run_all(with_weights(plan_runs(suite, lrs), weights), workers, suite.key)
+    records = run_all(with_learned_options(plan_runs(suite, lrs), learned), workers, suite.key)
     return {"tuned_lr": lrs, "records": records}
 
 
@@ -75,6 +77,26 @@ def weights_folder(text: str) -> str:
         raise argparse.ArgumentTypeError(f"--weights must be a folder with l2l-zo weights "
                                          f"that load, got {text!r}: {error}") from None
     return str(Path(text).resolve())
+
+
+def learned_option(text: str) -> tuple[str, object]:
+    """'NAME=VALUE' -> (NAME, checked value), for --l2l-option: an option of the learned
+    methods other than ``weights`` (--weights sets that); VALUE is read as JSON (true,
+    50, 0.5), else kept as text."""
+    from zominimize.methods import LEARNED_OPTIONS
+    name, equals, raw = text.partition("=")
+    settable = sorted(set(LEARNED_OPTIONS) - {"weights"})
+    if not equals or name not in settable:
+        raise argparse.ArgumentTypeError(f"--l2l-option must be NAME=VALUE with NAME one of "
+                                         f"{', '.join(settable)}, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    try:
+        return name, LEARNED_OPTIONS[name].parse(value)
+    except (TypeError, ValueError) as error:
+        raise argparse.ArgumentTypeError(f"--l2l-option {text!r}: {error}") from None
 
 
 def instance_range(text: str) -> range:
@@ -114,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="run l2l-zo and its ablations on the weight set in FOLDER (as "
                              "written by python -m zominimize.train) instead of the shipped "
                              "one; results go to <out>/<mode>[-bbob-...]-weights-<FOLDER name>")
+    parser.add_argument("--l2l-option", type=learned_option, action="append", default=[],
+                        metavar="NAME=VALUE",
+                        help="run l2l-zo and its ablations with this option (guard=false, "
+                             "guard_patience=50, ...; repeatable); results go to "
+                             "<out>/<mode>[-bbob-...][-weights-...]-NAME-VALUE")
     args = parser.parse_args(argv)
     quick = not (args.full or args.goals)
     mode = "quick" if quick else "full" if args.full else "goals"
@@ -123,8 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         plan = [on_bbob_instances(suite, args.bbob_instances) for suite in plan]
         span = args.bbob_instances
         label = f"{mode}-bbob-{span.start}-{span.stop - 1}"
+    learned = dict(args.l2l_option)
     if args.weights:
         label += f"-weights-{Path(args.weights).name}"
+        learned["weights"] = args.weights
+    for name, value in args.l2l_option:
+        label += f"-{name}-{str(value).lower()}"
     out = args.out / label
     out.mkdir(parents=True, exist_ok=True)
     wanted = lambda key: not args.only or any(key.startswith(o) for o in args.only)  # noqa: E731
@@ -139,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     for suite in plan:
         if wanted(suite.key):
             t = time.perf_counter()
-            results["suites"][suite.key] = run_suite(suite, quick, args.workers, args.weights)
+            results["suites"][suite.key] = run_suite(suite, quick, args.workers, learned)
             print(f"{suite.key}: {len(results['suites'][suite.key]['records'])} runs "
                   f"in {time.perf_counter() - t:.0f} s", flush=True)
     results["seconds"] = time.perf_counter() - started

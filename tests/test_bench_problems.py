@@ -202,15 +202,37 @@ def test_bbob_instances_argument_names_a_bad_value(text, capsys):
     assert "--bbob-instances must be FIRST-LAST" in err and repr(text) in err
 
 
-def test_weights_option_reaches_only_the_solvers_of_the_l2l_zo_set():
-    from benchmarks.__main__ import with_weights
+def test_learned_options_reach_only_the_solvers_of_the_l2l_zo_set():
+    from benchmarks.__main__ import with_learned_options
     runs = [{"solver": name, "options": {"lr": 0.1}}
             for name in ("l2l-zo", "l2l-zo-update", "l2l-zo-query", "l2l-zo-paper", "zo-adamm")]
-    moved = with_weights(runs, "/w")
+    moved = with_learned_options(runs, {"weights": "/w", "guard": False})
     assert [r["options"].get("weights") for r in moved] == ["/w"] * 3 + [None] * 2
+    assert [r["options"].get("guard") for r in moved] == [False] * 3 + [None] * 2
     assert all(r["options"]["lr"] == 0.1 for r in moved)
     assert "weights" not in runs[0]["options"]  # the plan itself is left as it was
-    assert with_weights(runs, None) is runs
+    assert with_learned_options(runs, {}) is runs
+
+
+@pytest.mark.parametrize("text, expected", [("guard=false", ("guard", False)),
+                                            ("guard_patience=50", ("guard_patience", 50)),
+                                            ("query_ratio=0.25", ("query_ratio", 0.25)),
+                                            ("device=cpu", ("device", "cpu"))])
+def test_l2l_option_reads_json_values_and_checks_them(text, expected):
+    from benchmarks.__main__ import learned_option
+    assert learned_option(text) == expected
+
+
+@pytest.mark.parametrize("text, message", [
+    ("guard_patience=0", "guard_patience must be a positive integer, got 0"),
+    ("weights=/w", "NAME one of"), ("lr=0.1", "NAME one of"), ("guard", "NAME one of"),
+    ("query_ratio=2", "query_ratio")])
+def test_l2l_option_rejects_bad_names_and_values(text, message, capsys):
+    from benchmarks.__main__ import main
+    with pytest.raises(SystemExit):
+        main(["--l2l-option", text])
+    err = capsys.readouterr().err
+    assert "--l2l-option" in err and message in err and repr(text) in err
 
 
 def test_weights_option_names_a_folder_that_does_not_load(tmp_path, capsys):
