@@ -34,7 +34,7 @@ D = 5
 SMALL = {"seed": 0, "maxiter": 30, "q": 4}
 
 RESULT_FIELDS = ("x", "fun", "nfev", "nit", "status", "success", "message",
-                 "x_last", "method", "fallback", "nfev_nonfinite")
+                 "x_last", "method", "fallback", "nfev_nonfinite", "nfev_outliers")
 
 
 def pytest_collection_modifyitems(items):

@@ -40,8 +40,8 @@ def standardize_bounds(bounds, d: int) -> Box:
     Raises
     ------
     ValueError
-        If the bounds do not have one pair per coordinate, contain NaN, or have
-        a lower bound above its upper bound.
+        If the bounds do not have one pair per coordinate, contain NaN, have a
+        lower bound above its upper bound, or leave a coordinate no finite value.
     """
     if bounds is None:
         return Box(np.full(d, -np.inf), np.full(d, np.inf))
@@ -72,6 +72,11 @@ def standardize_bounds(bounds, d: int) -> Box:
         i = int(bad[0])
         raise ValueError(f"bounds: lower bound {float(lower[i])!r} is above upper bound "
                          f"{float(upper[i])!r} at index {i}")
+    empty = np.flatnonzero((lower == np.inf) | (upper == -np.inf))
+    if empty.size:
+        i = int(empty[0])
+        raise ValueError(f"bounds: ({float(lower[i])!r}, {float(upper[i])!r}) at index {i} "
+                         f"leaves no finite point")
     return Box(lower, upper)
 
 

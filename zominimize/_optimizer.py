@@ -21,9 +21,10 @@ from ._bounds import Box, clip_x0, standardize_bounds
 from ._options import SOLVER_OPTIONS, parse_options
 from ._registry import MethodSpec, get_method, method_options
 from ._result import Status, build_result
+from ._state import StateReader, restore_generator
 from .errors import FallbackWarning, NonFiniteValueError, ObjectiveValueError, OptimizerStateError
 
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 2
 
 
 def as_start_point(x0: Any) -> np.ndarray:
@@ -65,10 +66,18 @@ def default_x_scale(x0: np.ndarray, box: Box) -> float:
     """A quarter of the RMS box width when every bound is finite, else max(RMS(x0), 1)."""
     width = box.upper - box.lower
     if np.isfinite(width).all():
-        rms_width = float(np.sqrt(np.mean(width ** 2)))
+        rms_width = _rms(width)
         if rms_width > 0:
             return rms_width / 4
-    return max(float(np.sqrt(np.mean(x0 ** 2))), 1.0)
+    return max(_rms(x0), 1.0)
+
+
+def _rms(v: np.ndarray) -> float:
+    """The root mean square of ``v``, computed without overflow for huge entries."""
+    peak = float(np.max(np.abs(v)))
+    if peak == 0:
+        return 0.0
+    return peak * float(np.sqrt(np.mean((v / peak) ** 2)))
 
 
 #: Default smoothing radius in units of x_scale.
@@ -158,8 +167,7 @@ class ZOOptimizer:
         self._settings = settings
         self._fallback = reason
         self._fallback_at = None if reason is None else 0
-        self._rule = spec.make_rule(settings)
-        self._sampler = spec.make_sampler(settings) if spec.make_sampler else samplers.standard()
+        self._rule, self._sampler = self._components(fallen_back=False)
         self._x0 = x
         self._reset(x)
 
@@ -175,8 +183,10 @@ class ZOOptimizer:
         self._nit = 0
         self._nfev = 0
         self._nfev_nonfinite = 0
+        self._nfev_outliers = 0
         self._x_best: np.ndarray | None = None
         self._f_best = np.inf
+        self._best_is_outlier = False
         self._f_iterate = np.nan
         self._best_trace: deque = deque(maxlen=self._settings["patience"] + 1)
         self._step_scale = 1.0
@@ -256,6 +266,13 @@ class ZOOptimizer:
             q = estimators.directions_for_budget(s["estimator"], s["q"],
                                                  s["maxfev"] - self._nfev)
             scales = self._sampler.scales(self._sampler_state, self._rng)
+            if scales is not None and not (np.isfinite(scales).all() and (scales > 0).all()):
+                if self._can_hand_over():
+                    self._hand_over("non-finite or non-positive query scales")
+                else:
+                    self._sampler = samplers.standard()
+                    self._sampler_state = self._sampler.init(self._x.size)
+                scales = None
             self._pending = self._workspace = estimators.query_points(
                 self._rng, self._x, q, s["mu"], s["directions"], s["estimator"], self._box,
                 out=self._workspace, scales=scales)
@@ -287,7 +304,8 @@ class ZOOptimizer:
         self._nfev += values.size
         finite = np.isfinite(values)
         self._nfev_nonfinite += int(values.size - finite.sum())
-        self._update_best(pending, values, finite)
+        usable = finite & ~self._outliers(values)
+        self._update_best(pending, values, finite, usable)
         self._nit += 1
         if not finite.all() and self._settings["nan_policy"] != "omit":
             self._status = Status.NONFINITE
@@ -297,7 +315,8 @@ class ZOOptimizer:
                                           f"iteration {self._nit - 1} (nan_policy='raise')")
             return
         self._best_trace.append(self._f_best)
-        self._status = self._step(pending, values) or self._stop_status()
+        usable_values = values if usable.all() else np.where(usable, values, np.nan)
+        self._status = self._step(pending, usable_values) or self._stop_status()
 
     def _check_values(self, values, k: int) -> np.ndarray:
         try:
@@ -309,7 +328,14 @@ class ZOOptimizer:
                                       f"got shape {arr.shape}")
         return arr.reshape(k)
 
-    def _update_best(self, points, values, finite) -> None:
+    def _outliers(self, values: np.ndarray) -> np.ndarray:
+        """Mask of the values too far from the others to enter the estimate (see the
+        ``outlier_factor`` option)."""
+        far = estimators.outliers(values, self._settings["outlier_factor"])
+        self._nfev_outliers += int(far.sum())
+        return far
+
+    def _update_best(self, points, values, finite, usable) -> None:
         self._since_improvement += 1
         if not finite.any():
             return
@@ -317,6 +343,7 @@ class ZOOptimizer:
         if values[i] < self._f_best:
             self._f_best = float(values[i])
             self._x_best = points[i].copy()
+            self._best_is_outlier = not usable[i]
             self._since_improvement = 0
 
     def _step(self, points, values) -> Status | None:
@@ -331,16 +358,48 @@ class ZOOptimizer:
                 return Status.NONFINITE
             self._back_to_best_with_half_step()
             return None
-        g, _ = estimators.estimate_gradient(self._x, points, values, s["mu"], s["estimator"])
-        step, self._rule_state = self._rule.update(g, self._f_iterate, self._rule_state)
+        with np.errstate(over="ignore", invalid="ignore"):
+            g, _ = estimators.estimate_gradient(self._x, points, values, s["mu"],
+                                                s["estimator"])
+        if not np.isfinite(g).all():
+            return None  # the differences overflow: no step from this iteration
+        with np.errstate(over="ignore", invalid="ignore"):
+            step, rule_state = self._rule.update(g, self._f_iterate, self._rule_state)
+            x_new = self._box.project(step * self._step_scale + self._x)
+        if not np.isfinite(x_new).all():
+            if self._can_hand_over():
+                self._hand_over("non-finite step")
+            else:  # the rule's state overflowed: start it afresh from the best point
+                self._rule_state = self._rule.init(self._x.size)
+                self._back_to_best_with_half_step()
+            return None
+        self._rule_state = rule_state
         self._sampler_state = self._sampler.observe(self._sampler_state, g, step)
-        if self._step_scale != 1.0:
-            step *= self._step_scale
-        step += self._x
-        self._x = self._box.project(step)
-        if self._spec.guarded and s["guard"]:
+        self._x = x_new
+        if self._guard_on():
             self._watch()
         return None
+
+    def _guard_on(self) -> bool:
+        return self._spec.guarded and self._settings["guard"]
+
+    def _can_hand_over(self) -> bool:
+        """Whether a learned part that produced non-finite numbers can be replaced by the
+        fallback (whatever the ``guard`` option: that learned path cannot serve)."""
+        return self._spec.fallback is not None and self._fallback_at is None
+
+    def _hand_over(self, reason: str) -> None:
+        """Switch to the fallback's rule and the standard sampler, from the best point;
+        the ftol test restarts its window so the fallback gets a full one."""
+        self._fallback = f"guard: {reason} at iteration {self._nit}"
+        self._fallback_at = self._nit
+        self._rule, self._sampler = self._components(fallen_back=True)
+        self._rule_state = self._rule.init(self._x.size)
+        self._sampler_state = self._sampler.init(self._x.size)
+        if self._x_best is not None:
+            self._x = self._x_best.copy()
+        self._step_scale = 1.0
+        self._best_trace.clear()
 
     def _watch(self) -> None:
         """The guard of a learned method: hand over to the fallback from the best point
@@ -351,11 +410,7 @@ class ZOOptimizer:
         if self._fallback_at is None:
             reason = self._guard_reason()
             if reason is not None:
-                self._fallback = f"guard: {reason} at iteration {self._nit}"
-                self._fallback_at = self._nit
-                self._use_fallback_components()
-                self._x = self._x_best.copy()
-                self._step_scale = 1.0
+                self._hand_over(reason)
         elif self._since_improvement >= self._settings["guard_patience"]:
             self._back_to_best_with_half_step()
             self._since_improvement = 0
@@ -369,35 +424,49 @@ class ZOOptimizer:
 
         Diverged: the value at the iterate exceeds the starting value f0 by more
         than max(2 (f0 - f_best), |f0| / 2). Stalled: the best value has not
-        improved for ``guard_patience`` iterations.
+        improved for ``guard_patience`` iterations, or the ftol test is met (which
+        ends a guarded run only once the fallback has run a full window).
         """
         f0, f, best = self._f_start, self._f_iterate, self._f_best
         if np.isfinite(f0) and f - f0 > max(2 * (f0 - best), 0.5 * abs(f0)):
             return f"diverged (f = {f:.6g} at the iterate, {f0:.6g} at the start)"
         if self._since_improvement >= self._settings["guard_patience"]:
             return f"stalled (no improvement in {self._since_improvement} iterations)"
+        if self._ftol_met():
+            return f"stalled (the ftol test is met over {self._settings['patience']} iterations)"
         return None
 
-    def _use_fallback_components(self) -> None:
-        """Swap in the fallback's update rule (fresh state) and the standard sampler."""
-        fallback = get_method(self._spec.fallback)
-        d, q = self._x.size, self._settings["q"]
-        settings = dict(self._settings, step=float(
-            default_step(fallback.base_step, self._settings["x_scale"], q, d)))
-        self._rule = fallback.make_rule(settings)
-        self._rule_state = self._rule.init(d)
-        self._sampler = samplers.standard()
-        self._sampler_state = self._sampler.init(d)
+    def _components(self, fallen_back: bool):
+        """(rule, sampler) of the method itself, or of its fallback after a hand-over:
+        the fallback's rule with its own default step, and the standard sampler."""
+        if not fallen_back or self._spec.fallback is None:
+            spec, settings = self._spec, self._settings
+        else:
+            spec = get_method(self._spec.fallback)
+            s = self._settings
+            settings = dict(s, step=float(default_step(spec.base_step, s["x_scale"], s["q"],
+                                                        s["d"])))
+        sampler = (spec.make_sampler(settings) if spec.make_sampler and not fallen_back
+                   else samplers.standard())
+        return spec.make_rule(settings), sampler
+
+    def _ftol_met(self) -> bool:
+        """The best value improved by less than ftol (relative) over ``patience`` iterations,
+        and is not an outlier (a run resting on one is never a success)."""
+        s, trace = self._settings, self._best_trace
+        if s["ftol"] == 0 or len(trace) < trace.maxlen or not np.isfinite(trace[0]) \
+                or self._best_is_outlier:
+            return False
+        old, new = trace[0], trace[-1]
+        return old - new <= s["ftol"] * max(abs(old), abs(new), 1.0)
 
     def _stop_status(self) -> Status | None:
         s = self._settings
         if s["f_target"] is not None and self._f_best <= s["f_target"]:
             return Status.F_TARGET
-        trace = self._best_trace
-        if s["ftol"] > 0 and len(trace) == trace.maxlen and np.isfinite(trace[0]):
-            old, new = trace[0], trace[-1]
-            if old - new <= s["ftol"] * max(abs(old), abs(new), 1.0):
-                return Status.FTOL
+        guard_waits = self._guard_on() and self._fallback_at is None
+        if not guard_waits and self._ftol_met():
+            return Status.FTOL
         if self._nit >= s["maxiter"]:
             return Status.MAXITER
         left = s["maxfev"] - self._nfev
@@ -416,7 +485,7 @@ class ZOOptimizer:
             x=self._x_best if found else self._x0, fun=self._f_best if found else np.nan,
             x_last=self._x, nfev=self._nfev, nit=self._nit, status=status,
             method=self.method, fallback=self._fallback, fallback_at=self._fallback_at,
-            nfev_nonfinite=self._nfev_nonfinite)
+            nfev_nonfinite=self._nfev_nonfinite, nfev_outliers=self._nfev_outliers)
 
     def state_dict(self) -> dict:
         """Everything needed to resume the run exactly, as plain data (picklable).
@@ -440,8 +509,10 @@ class ZOOptimizer:
             "nit": self._nit,
             "nfev": self._nfev,
             "nfev_nonfinite": self._nfev_nonfinite,
+            "nfev_outliers": self._nfev_outliers,
             "x_best": self._x_best,
             "f_best": self._f_best,
+            "best_is_outlier": self._best_is_outlier,
             "f_iterate": self._f_iterate,
             "best_trace": list(self._best_trace),
             "step_scale": self._step_scale,
@@ -451,44 +522,87 @@ class ZOOptimizer:
     def load_state_dict(self, state: dict) -> None:
         """Restore a state from ``state_dict()`` of an optimizer built the same way.
 
+        Every field is checked before any is used: the load either succeeds
+        completely or leaves the optimizer as it was.
+
         Raises
         ------
         OptimizerStateError
-            If the format, the method or the settings (options, d) differ.
+            If the format, the method or the settings (options, d) differ, or a field
+            is missing or does not fit (its name is in the message).
         """
-        if not isinstance(state, dict) or state.get("format_version") != STATE_FORMAT_VERSION:
-            raise OptimizerStateError(f"state must be a dict from state_dict() with "
-                                      f"format_version {STATE_FORMAT_VERSION}")
-        if state["method"] != self.method:
-            raise OptimizerStateError(f"state is for method {state['method']!r}, this "
+        read = StateReader(state, STATE_FORMAT_VERSION)
+        if read.raw("method") != self.method:
+            raise OptimizerStateError(f"state is for method {read.raw('method')!r}, this "
                                       f"optimizer runs {self.method!r}")
-        differ = sorted(k for k in self._settings.keys() | state["settings"].keys()
-                        if self._settings.get(k) != state["settings"].get(k))
+        saved = read.raw("settings")
+        if not isinstance(saved, dict):
+            read.fail("settings", f"expected a dict, got {type(saved).__name__}")
+        differ = sorted(k for k in self._settings.keys() | saved.keys()
+                        if self._settings.get(k) != saved.get(k))
         if differ:
             raise OptimizerStateError(
                 "state was saved with other settings: " + ", ".join(
-                    f"{k}={state['settings'].get(k)!r} (here {self._settings.get(k)!r})"
-                    for k in differ))
+                    f"{k}={saved.get(k)!r} (here {self._settings.get(k)!r})" for k in differ))
         state = copy.deepcopy(state)
-        bit_generator = getattr(np.random, state["rng"]["bit_generator"])()
-        bit_generator.state = state["rng"]["state"]
-        self._rng = np.random.Generator(bit_generator)
-        self._x = np.asarray(state["x"], dtype=float)
-        if state["fallback_at"] and not self._fallback_at:
-            self._use_fallback_components()  # a guard had switched before the checkpoint
-        self._fallback, self._fallback_at = state["fallback"], state["fallback_at"]
-        self._rule_state = self._rule.restore_state(state["rule_state"])
-        self._sampler_state = self._sampler.restore(state["sampler_state"])
-        self._f_start = state["f_start"]
-        self._since_improvement = state["since_improvement"]
-        self._nit = state["nit"]
-        self._nfev = state["nfev"]
-        self._nfev_nonfinite = state["nfev_nonfinite"]
-        self._x_best = state["x_best"]
-        self._f_best = state["f_best"]
-        self._f_iterate = state["f_iterate"]
-        self._best_trace = deque(state["best_trace"], maxlen=self._settings["patience"] + 1)
-        self._step_scale = state["step_scale"]
-        self._status = None if state["status"] is None else Status(state["status"])
-        self._pending = None
-        self._rng_state_at_ask = None
+        read = StateReader(state, STATE_FORMAT_VERSION)
+        d, patience = self._x.size, self._settings["patience"]
+        nit = read.integer("nit")
+        fallback_at = None if read.raw("fallback_at") is None else read.integer(
+            "fallback_at", high=nit)
+        rule, sampler = self._components(fallen_back=fallback_at is not None
+                                         and self._spec.guarded)
+        rule_state = self._restored(read, "rule_state", d, rule.export_state(rule.init(d)),
+                                    rule.restore_state)
+        sampler_state = self._restored(read, "sampler_state", d,
+                                       sampler.export(sampler.init(d)), sampler.restore)
+        x = read.point("x", d)
+        if not np.array_equal(self._box.project(x.copy()), x):
+            read.fail("x", "lies outside the bounds")
+        x_best = read.point("x_best", d, optional=True)
+        f_best = read.real("f_best", allow_nan=False)
+        if (x_best is None) != (f_best == np.inf):
+            read.fail("f_best", f"{f_best!r} does not go with x_best {x_best!r:.40}")
+        status = read.raw("status")
+        if status is not None and status not in {int(s) for s in Status}:
+            read.fail("status", f"expected None or a status code, got {status!r}")
+        step_scale = read.real("step_scale", allow_nan=False, allow_inf=False)
+        if step_scale <= 0:
+            read.fail("step_scale", f"expected a positive number, got {step_scale!r}")
+        best_is_outlier = read.raw("best_is_outlier")
+        if not isinstance(best_is_outlier, bool):
+            read.fail("best_is_outlier", f"expected True or False, got {best_is_outlier!r}")
+        loaded = {
+            "_rng": restore_generator(read),
+            "_x": x,
+            "_rule": rule, "_rule_state": rule_state,
+            "_sampler": sampler, "_sampler_state": sampler_state,
+            "_fallback": read.optional_text("fallback"),
+            "_fallback_at": fallback_at,
+            "_f_start": read.real("f_start", allow_inf=False),
+            "_since_improvement": read.integer("since_improvement"),
+            "_nit": nit,
+            "_nfev": read.integer("nfev"),
+            "_nfev_nonfinite": read.integer("nfev_nonfinite"),
+            "_nfev_outliers": read.integer("nfev_outliers"),
+            "_x_best": x_best,
+            "_f_best": f_best,
+            "_best_is_outlier": best_is_outlier,
+            "_f_iterate": read.real("f_iterate"),
+            "_best_trace": deque(read.reals("best_trace", patience + 1), maxlen=patience + 1),
+            "_step_scale": step_scale,
+            "_status": None if status is None else Status(status),
+            "_pending": None,
+            "_rng_state_at_ask": None,
+        }
+        for name, value in loaded.items():
+            setattr(self, name, value)
+
+    @staticmethod
+    def _restored(read: StateReader, name: str, d: int, template: dict, restore):
+        """A rule's or sampler's state from field ``name``, checked against a fresh state."""
+        data = read.like(name, template, d)
+        try:
+            return restore(data)
+        except Exception as exc:  # a restorer that rejects what the check let through
+            read.fail(name, f"cannot be restored ({type(exc).__name__}: {exc})")

@@ -50,6 +50,13 @@ def positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def nonnegative_int(name: str, value: Any) -> int:
+    """An integer >= 0 given as an integer."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {shown(value)}")
+    return int(value)
+
+
 def strict_positive_int(name: str, value: Any) -> int:
     """An integer >= 1 given as an integer (no truncation)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -61,6 +68,12 @@ def positive_float(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) \
             or not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive finite number, got {shown(value)}")
+    return float(value)
+
+
+def positive_or_inf(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        raise ValueError(f"{name} must be a positive number or inf, got {shown(value)}")
     return float(value)
 
 
@@ -173,6 +186,16 @@ SOLVER_OPTIONS: dict[str, Option] = {o.name: o for o in [
            "the estimate (a non-finite value at the iterate sends the run back to the "
            "best point with half the step); 'raise': NonFiniteValueError; 'stop': the "
            "run ends with status 5. A non-finite result is never reported as success."),
+    Option("outlier_factor", 1e3, positive_or_inf,
+           "A finite value farther from the median of its iteration's values than "
+           "outlier_factor times their median absolute deviation is an outlier, provided "
+           "fewer than half of the iteration's values are (it takes 3 values or more). It "
+           "is left out of the estimate like a non-finite value under nan_policy='omit' "
+           "(an outlier at the iterate sends the run back to the best point with half the "
+           "step), and counted in result.nfev_outliers: one glitch, overflow or penalty "
+           "value never poisons the step. res.fun is still the lowest value fun returned, "
+           "but a run whose best value is an outlier never stops with success. "
+           "inf: no screening."),
 ]}
 
 DRIVER_OPTIONS: dict[str, Option] = {o.name: o for o in [

@@ -43,7 +43,7 @@ SUCCESS = frozenset({Status.FTOL, Status.F_TARGET})
 
 def build_result(*, x, fun, x_last, nfev, nit, status: Status, method: str,
                  fallback: str | None, fallback_at: int | None,
-                 nfev_nonfinite: int) -> OptimizeResult:
+                 nfev_nonfinite: int, nfev_outliers: int = 0) -> OptimizeResult:
     """Assemble the OptimizeResult every ZO method returns.
 
     Fields: ``x`` (best point evaluated), ``fun``, ``nfev``, ``nit``, ``status``,
@@ -51,7 +51,8 @@ def build_result(*, x, fun, x_last, nfev, nit, status: Status, method: str,
     method that ran), ``fallback`` (why another method ran instead, or None),
     ``fallback_at`` (the iteration from which it ran: 0 when the requested method
     could not start, later when a guard switched; None without fallback) and
-    ``nfev_nonfinite`` (evaluations that returned NaN or infinity).
+    ``nfev_nonfinite`` (evaluations that returned NaN or infinity) and
+    ``nfev_outliers`` (finite values left out of the estimate as outliers).
     """
     fun = float(fun)
     message = MESSAGES[status]
@@ -62,4 +63,5 @@ def build_result(*, x, fun, x_last, nfev, nit, status: Status, method: str,
         status=int(status), success=bool(status in SUCCESS and np.isfinite(fun)),
         message=message, x_last=np.array(x_last, dtype=float), method=method,
         fallback=fallback, fallback_at=fallback_at, nfev_nonfinite=int(nfev_nonfinite),
+        nfev_outliers=int(nfev_outliers),
     )

@@ -117,6 +117,31 @@ def estimate_gradient(x: np.ndarray, points: np.ndarray, values: np.ndarray, mu:
     return g, used
 
 
+def outliers(values: np.ndarray, factor: float) -> np.ndarray:
+    """Mask of the finite ``values`` farther than ``factor`` spreads from their median,
+    when they are a minority of them; else no value.
+
+    The spread is the median absolute deviation of the finite values from their
+    median: one iteration's values scatter around f(x) by about mu |grad f|, and
+    a single hostile value (a glitch, an overflow, a penalty) moves neither the
+    median nor the spread. When most values are far, there is no outlier to speak
+    of, and none is rejected; a spread of 0 (a plateau) or ``factor`` inf rejects
+    nothing either.
+    """
+    finite = np.isfinite(values)
+    none = np.zeros(values.shape, dtype=bool)
+    if finite.sum() < 3 or not np.isfinite(factor):
+        return none
+    center = np.median(values[finite])
+    with np.errstate(over="ignore", invalid="ignore"):
+        deviation = np.abs(values - center)
+        spread = np.median(deviation[finite])
+        far = finite & (deviation > factor * spread)
+    if spread == 0 or 2 * far.sum() >= finite.sum():
+        return none
+    return far
+
+
 def value_at_iterate(values: np.ndarray, estimator: str) -> float:
     """f at the iterate: measured (forward) or the mean of the finite pairs (antithetic).
 

@@ -13,8 +13,8 @@ import os
 from typing import Callable
 
 from ._driver import solve
-from ._options import (DRIVER_OPTIONS, SOLVER_OPTIONS, Option, flag, one_of, positive_float,
-                       positive_int, unit_interval_closed, unit_interval_open)
+from ._options import (DRIVER_OPTIONS, SOLVER_OPTIONS, Option, flag, nonnegative_int, one_of,
+                       positive_float, positive_int, unit_interval_closed, unit_interval_open)
 from ._registry import MethodSpec, get_method, register
 from .learned import availability, query_sampler, update_rule
 from .rules import adamm, sgd, sign_sgd
@@ -36,10 +36,17 @@ ZO_SGD = register(MethodSpec(
 ZO_SIGNSGD = register(MethodSpec(
     name="zo-signsgd",
     summary="ZO-signSGD: a fixed-length step along the sign of the ZO estimate.",
-    doc="x <- P(x - lr * sign(g)) (Liu, Chen, Chen & Hero, ICLR 2019). "
-        + STEP_DOC,
-    make_rule=lambda s: sign_sgd(s["lr"] if s["lr"] is not None else s["step"]),
+    doc="x <- P(x - lr * sign(g)) (Liu, Chen, Chen & Hero, ICLR 2019), lr halved each "
+        "time the value at the iterate has reached no new low for halve_after iterations "
+        "(a fixed-length sign step would oscillate around the optimum). " + STEP_DOC,
+    make_rule=lambda s: sign_sgd(s["lr"] if s["lr"] is not None else s["step"],
+                                 s["halve_after"]),
     base_step=0.1,
+    options={o.name: o for o in [
+        Option("halve_after", 10, nonnegative_int,
+               "Iterations without a new lowest value at the iterate after which lr "
+               "halves (0: never, the fixed-step ZO-signSGD)."),
+    ]},
 ))
 
 ADAMM_OPTIONS = {o.name: o for o in [

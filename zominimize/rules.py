@@ -68,17 +68,32 @@ def sgd(lr: float | None, first_step: float) -> Rule:
 
 
 class SignState(NamedTuple):
-    pass
+    lr: float
+    f_best: float  # the lowest value at the iterate so far
+    since_best: int  # iterations since it improved, or since the last halving
 
 
-def sign_sgd(lr: float) -> Rule:
-    """ZO-signSGD (Liu et al., 2019): step = -lr * sign(g)."""
+def sign_sgd(lr: float, halve_after: int) -> Rule:
+    """ZO-signSGD (Liu et al., 2019): step = -lr * sign(g), lr halved on a stall.
+
+    A sign step keeps its length however small the gradient, so a fixed lr ends
+    oscillating at a distance of about lr from the optimum. The rule therefore
+    halves lr whenever the value at the iterate has not reached a new low for
+    ``halve_after`` iterations (0: never), which lets it converge.
+    """
 
     def init(d: int) -> SignState:
-        return SignState()
+        return SignState(lr=lr, f_best=np.inf, since_best=0)
 
     def update(g: np.ndarray, f: float, state: SignState):
-        return -lr * np.sign(g), state
+        rate, best, since = state
+        if f < best:
+            best, since = f, 0
+        else:
+            since += 1
+            if halve_after and since >= halve_after:
+                rate, since = rate / 2, 0
+        return -rate * np.sign(g), SignState(rate, best, since)
 
     return Rule(init, update, SignState)
 
