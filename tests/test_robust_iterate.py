@@ -305,3 +305,13 @@ def test_huge_bounds_give_a_finite_scale_and_the_run_moves(method):
 def test_a_huge_start_point_gives_a_finite_scale():
     opt = ZOOptimizer("zo-adamm", np.full(3, 1e200))
     assert opt.settings["x_scale"] == pytest.approx(1e200)
+
+
+def test_tell_refuses_a_value_too_large_for_a_float_and_accepts_any_real():
+    from fractions import Fraction
+    opt = ZOOptimizer("zo-adamm", np.zeros(2), q=2, seed=0)
+    points = opt.ask()
+    with pytest.raises(zominimize.ObjectiveValueError, match="values must be 3 real numbers"):
+        opt.tell(points, [10 ** 400, 1.0, 2.0])
+    opt.tell(points, [Fraction(1, 2), Fraction(1, 3), 1])
+    assert opt.nit == 1 and opt.f_best == pytest.approx(1 / 3)

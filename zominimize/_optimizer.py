@@ -321,8 +321,9 @@ class ZOOptimizer:
     def _check_values(self, values, k: int) -> np.ndarray:
         try:
             arr = np.asarray(values, dtype=float)
-        except (TypeError, ValueError):
-            raise ObjectiveValueError(f"values must be {k} real numbers, got {values!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise ObjectiveValueError(f"values must be {k} real numbers, got "
+                                      f"{values!r:.200}") from None
         if arr.size != k or arr.ndim > 2:
             raise ObjectiveValueError(f"values must be {k} real numbers (one per point), "
                                       f"got shape {arr.shape}")
