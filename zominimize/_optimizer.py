@@ -269,6 +269,8 @@ class ZOOptimizer:
             if scales is not None and not (np.isfinite(scales).all() and (scales > 0).all()):
                 if self._can_hand_over():
                     self._hand_over("non-finite or non-positive query scales")
+                    # a resumed run draws from here, with the standard sampler
+                    self._rng_state_at_ask = copy.deepcopy(self._rng.bit_generator.state)
                 else:
                     self._sampler = samplers.standard()
                     self._sampler_state = self._sampler.init(self._x.size)
@@ -545,14 +547,12 @@ class ZOOptimizer:
             raise OptimizerStateError(
                 "state was saved with other settings: " + ", ".join(
                     f"{k}={saved.get(k)!r} (here {self._settings.get(k)!r})" for k in differ))
-        state = copy.deepcopy(state)
-        read = StateReader(state, STATE_FORMAT_VERSION)
+        read.state = copy.deepcopy(state)  # nothing of the caller's is kept or changed
         d, patience = self._x.size, self._settings["patience"]
         nit = read.integer("nit")
         fallback_at = None if read.raw("fallback_at") is None else read.integer(
             "fallback_at", high=nit)
-        rule, sampler = self._components(fallen_back=fallback_at is not None
-                                         and self._spec.guarded)
+        rule, sampler = self._components(fallen_back=fallback_at is not None)
         rule_state = self._restored(read, "rule_state", d, rule.export_state(rule.init(d)),
                                     rule.restore_state)
         sampler_state = self._restored(read, "sampler_state", d,
