@@ -9,7 +9,6 @@ imported only when a learned method actually runs.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 
 from ..errors import WeightsError
@@ -27,7 +26,9 @@ def availability(weight_set: str):
 
     Returns why the method cannot run (torch missing, weights missing, corrupt or
     of another architecture) when falling back is allowed, and raises otherwise
-    (ImportError, WeightsError).
+    (ImportError, WeightsError). It loads the weights and builds the networks (as the
+    run will, from the same cache), so that every problem with a weight set meets
+    the fallback policy here rather than escaping it later.
     """
 
     def unavailable(options: dict) -> str | None:
@@ -38,7 +39,8 @@ def availability(weight_set: str):
             return reason
         try:
             location = options.get("weights")
-            weights.load(None if location is None else str(location), weight_set)
+            nets_for(None if location is None else str(location), weight_set,
+                     options.get("device", "auto"))
         except WeightsError as exc:
             if not fallback_allowed(options):
                 raise
@@ -48,14 +50,34 @@ def availability(weight_set: str):
     return unavailable
 
 
-@functools.lru_cache(maxsize=8)
+#: Networks built so far: (file, sha256, features, step form, device) -> (device, nets).
+_NETS: dict[tuple, tuple] = {}
+_CACHED_NETS = 8
+
+
 def nets_for(location: str | None, weight_set: str, device: str):
-    """(manifest entry, UpdateRNN, QueryRNN, torch device) for a run, built once."""
-    from .rule import resolve_device
+    """(manifest entry, UpdateRNN, QueryRNN, torch device) for a run.
+
+    The weights are loaded (and so checked) on every call; the networks are built
+    once per file content, feature set, step form and device, so a file changed on
+    disk never runs on networks built from its former content.
+    """
     entry, tensors = weights.load(location, weight_set)
-    torch_device = resolve_device(device)
-    update, query = weights.build_nets(entry, tensors, torch_device)
+    key = (entry["path"], entry["sha256"], entry.get("features", "rms"),
+           entry.get("step_form", "direct"), device)
+    if key not in _NETS:
+        from .rule import resolve_device
+        torch_device = resolve_device(device)
+        update, query = weights.build_nets(entry, tensors, torch_device)
+        if len(_NETS) >= _CACHED_NETS:
+            _NETS.pop(next(iter(_NETS)))
+        _NETS[key] = (torch_device, update, query)
+    torch_device, update, query = _NETS[key]
     return entry, update, query, torch_device
+
+
+#: Forget the built networks (as the former lru_cache's method did).
+nets_for.cache_clear = _NETS.clear
 
 
 def parts(settings: dict, weight_set: str):
