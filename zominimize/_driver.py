@@ -10,11 +10,12 @@ import numpy as np
 from scipy.optimize import OptimizeResult, OptimizeWarning
 
 from ._warn import warn
-from ._evaluation import Evaluator
+from ._evaluation import Evaluator, describe
 from ._optimizer import ZOOptimizer
 from ._options import DRIVER_OPTIONS, SOLVER_OPTIONS, parse_options
 from ._registry import get_method, method_options
 from ._result import MESSAGES, Status
+from .errors import ObjectiveValueError
 
 
 class FirstOfPair:
@@ -24,7 +25,12 @@ class FirstOfPair:
         self.fun = fun
 
     def __call__(self, x, *args):
-        return self.fun(x, *args)[0]
+        pair = self.fun(x, *args)
+        try:
+            return pair[0]
+        except (TypeError, IndexError, KeyError):
+            raise ObjectiveValueError(f"with jac=True, fun must return (f, gradient), got "
+                                      f"{describe(pair)}") from None
 
 
 def solve(method: str, fun: Callable, x0, args=(), jac=None, hess=None, hessp=None,
@@ -99,25 +105,30 @@ def _loop(optimizer: ZOOptimizer, fun, args, callback, run: dict) -> OptimizeRes
                     status = Status.MAXTIME
                     break
         except KeyboardInterrupt:
-            result = _with_partial(optimizer.result(Status.INTERRUPTED), points if evaluating
-                                   else None, evaluate.completed if evaluating else [])
+            result = optimizer.result(Status.INTERRUPTED)
+            if evaluating:
+                result = _with_partial(result, points, evaluate)
             return _finish(result, history, allvecs)
-        except Exception as exc:
-            result = _with_partial(optimizer.result(Status.ERROR), points if evaluating
-                                   else None, evaluate.completed if evaluating else [])
+        except BaseException as exc:  # SystemExit from a worker carries the result too
+            result = optimizer.result(Status.ERROR)
+            if evaluating:
+                result = _with_partial(result, points, evaluate)
             _attach(exc, _finish(result, history, allvecs))
             raise
     return _finish(optimizer.result(status), history, allvecs)
 
 
-def _with_partial(result: OptimizeResult, points, completed: list) -> OptimizeResult:
-    """Fold the values of a batch cut short (by an exception) into ``result``."""
-    if points is None:
-        return result
-    result.nfev += len(completed) + 1  # the call that was cut short counts too
-    for i, value in enumerate(completed):
-        if np.isfinite(value) and not value >= result.fun:
-            result.x, result.fun = np.array(points[i]), float(value)
+def _with_partial(result: OptimizeResult, points, evaluator: Evaluator) -> OptimizeResult:
+    """Fold the batch an exception cut short into ``result``: the values that came
+    back (a better one becomes the best point) and the calls that really ran."""
+    values, returned = evaluator.batch_values, evaluator.batch_returned
+    result.nfev += evaluator.batch_calls
+    finite = returned & np.isfinite(values)
+    result.nfev_nonfinite += int(np.sum(returned & ~finite))
+    if finite.any():
+        i = int(np.argmin(np.where(finite, values, np.inf)))
+        if not values[i] >= result.fun:  # also when no finite value was known before
+            result.x, result.fun = np.array(points[i], dtype=float), float(values[i])
     return result
 
 
@@ -141,26 +152,36 @@ def _attach(exc: BaseException, result: OptimizeResult) -> None:
 def _wrap_callback(callback) -> Callable[[OptimizeResult], bool] | None:
     """Return notify(result) -> True when the callback asked to stop (StopIteration).
 
-    New style, as in scipy: a callback whose only parameter is named
-    ``intermediate_result`` receives an OptimizeResult (x, fun = best so far, nit,
-    nfev, x_last). Any other callback receives a copy of the best point.
+    Scipy's conventions, after each iteration:
+
+    * ``callback(intermediate_result)`` (the only parameter, so named) receives the
+      OptimizeResult so far: x, fun = the best point so far, nit, nfev, and x_last =
+      the current iterate.
+    * ``callback(xk, state)`` (two required positional parameters, trust-constr's
+      style) receives a copy of the current iterate and that OptimizeResult.
+    * Any other callback, ``callback(xk)``, receives a copy of the current iterate.
     """
     if callback is None:
         return None
     if not callable(callback):
         raise TypeError(f"callback must be callable, got {callback!r}")
     try:
-        params = set(inspect.signature(callback).parameters)
+        params = list(inspect.signature(callback).parameters.values())
     except (TypeError, ValueError):
-        params = set()
-    new_style = params == {"intermediate_result"}
+        params = []
+    new_style = [p.name for p in params] == ["intermediate_result"]
+    required = [p for p in params if p.default is p.empty
+                and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    with_state = len(required) >= 2
 
     def notify(result: OptimizeResult) -> bool:
         try:
             if new_style:
                 callback(intermediate_result=result)
+            elif with_state:
+                callback(np.copy(result.x_last), result)
             else:
-                callback(np.copy(result.x))
+                callback(np.copy(result.x_last))
         except StopIteration:
             return True
         return False

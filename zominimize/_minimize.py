@@ -42,8 +42,13 @@ def minimize(fun, x0, args=(), method=DEFAULT_METHOD, jac=None, hess=None, hessp
     tol : float, optional
         Sets ``ftol`` for ZO methods.
     callback : callable, optional
-        ``callback(intermediate_result)`` (an OptimizeResult) or ``callback(xk)``,
-        after each iteration; raising StopIteration ends the run with status 99.
+        Called after each iteration, as in scipy. ``callback(intermediate_result)``
+        (that parameter name only) receives the OptimizeResult so far (``x``, ``fun``:
+        the best point so far; ``nit``, ``nfev``; ``x_last``: the current iterate).
+        ``callback(xk)`` receives a copy of the current iterate, and
+        ``callback(xk, state)`` (two required positional parameters, as for
+        trust-constr) that copy and the OptimizeResult so far. Raising StopIteration
+        ends the run with status 99.
     options : dict, optional
         See ``show_options(method)``.
 
