@@ -8,6 +8,8 @@
 * ``Recorder`` wraps an objective to count its calls and keep every point it got.
 * ``run_zo`` runs one small seeded ZO minimisation; ``assert_same_run`` compares
   two results exactly (same seed must mean bit-identical results).
+* ``dask_client`` (two worker processes) and ``dask_threads`` (one worker, two
+  threads): dask clusters on loopback, started once per test session.
 """
 
 from __future__ import annotations
@@ -87,3 +89,27 @@ def assert_same_run(a: OptimizeResult, b: OptimizeResult) -> None:
     np.testing.assert_array_equal(a.x_last, b.x_last)
     assert a.fun == b.fun or (np.isnan(a.fun) and np.isnan(b.fun))
     assert (a.nfev, a.nit, a.status, a.success) == (b.nfev, b.nit, b.status, b.success)
+
+
+def _dask_cluster(**cluster_options):
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(dashboard_address=":0", **cluster_options)  # any free port
+    client = distributed.Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A dask client of two single-threaded worker processes on loopback."""
+    yield from _dask_cluster(n_workers=2, threads_per_worker=1, processes=True,
+                             host="127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def dask_threads():
+    """A dask client of one in-process worker with two threads."""
+    yield from _dask_cluster(n_workers=1, threads_per_worker=2, processes=False)

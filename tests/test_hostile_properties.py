@@ -30,19 +30,6 @@ SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
 
 
 @pytest.fixture(scope="module")
-def dask_client():
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None)
-    client = distributed.Client(cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()
-
-
-@pytest.fixture(scope="module")
 def thread_pool():
     with ThreadPoolExecutor(max_workers=2) as pool:
         yield pool

@@ -120,19 +120,6 @@ def test_parallel_exception_propagates_with_partial_result(method):
 # ---------------------------------------------------------------- dask.distributed
 
 
-@pytest.fixture(scope="module")
-def dask_client():
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None)
-    client = distributed.Client(cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()
-
-
 def test_dask_client_equals_serial(method, dask_client):
     res = parallel(method, dask_client)
     assert_same_run(res, serial(method))

@@ -65,32 +65,6 @@ def assert_consistent(res, calls):
 # ---------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="module")
-def dask_processes():
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None)
-    client = distributed.Client(cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()
-
-
-@pytest.fixture(scope="module")
-def dask_threads():
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                                       dashboard_address=":0")  # any free port
-    client = distributed.Client(cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()
-
-
 def workers_for(path, request):
     return {"map": map, "processes": 2}.get(path) or request.getfixturevalue(path)
 
@@ -107,7 +81,7 @@ def test_map_keeps_the_values_of_the_failing_batch(tmp_path):
     assert res.fun == shifted_quadratic(np.zeros(D))
 
 
-@pytest.mark.parametrize("path", ["processes", "dask_processes", "dask_threads"])
+@pytest.mark.parametrize("path", ["processes", "dask_client", "dask_threads"])
 @pytest.mark.parametrize("kind", ["raise", "interrupt"])
 def test_workers_keep_the_best_point_and_the_true_count(tmp_path, request, path, kind):
     """Call 33 (mid-batch) fails: nfev counts every call that ran (before the fix,
@@ -184,10 +158,10 @@ def test_map_returning_something_else_than_fn_of_x_is_refused():
 # ---------------------------------------------------------------- 5: every query is a call
 
 
-def test_dask_computes_identical_points_once_each(tmp_path, dask_processes):
+def test_dask_computes_identical_points_once_each(tmp_path, dask_client):
     """Four identical points are four calls (before: dask computed one, reused 4 times)."""
     log = tmp_path / "calls.log"
-    evaluate = Evaluator(HostileQuadratic(str(log), 0, "nan"), workers=dask_processes)
+    evaluate = Evaluator(HostileQuadratic(str(log), 0, "nan"), workers=dask_client)
     with evaluate:
         values = evaluate(np.zeros((4, D)))
     assert calls_in(log) == 4 == evaluate.batch_calls
