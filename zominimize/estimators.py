@@ -128,18 +128,30 @@ def outliers(values: np.ndarray, factor: float) -> np.ndarray:
     of, and none is rejected; a spread of 0 (a plateau) or ``factor`` inf rejects
     nothing either.
     """
-    finite = np.isfinite(values)
     none = np.zeros(values.shape, dtype=bool)
-    if finite.sum() < 3 or not np.isfinite(factor):
+    finite = np.isfinite(values)
+    count = int(finite.sum())
+    if factor == np.inf or count < 3:
         return none
-    center = np.median(values[finite])
-    with np.errstate(over="ignore", invalid="ignore"):
-        deviation = np.abs(values - center)
-        spread = np.median(deviation[finite])
-        far = finite & (deviation > factor * spread)
-    if spread == 0 or 2 * far.sum() >= finite.sum():
+    kept = values[finite] if count < values.size else values
+    if np.abs(kept).max() < 1e307:  # no difference can overflow
+        deviation = np.abs(kept - _median(kept))
+    else:
+        with np.errstate(over="ignore"):
+            deviation = np.abs(kept - _median(kept))
+    spread = _median(deviation)
+    far = deviation > factor * spread  # a Python float product: inf, never an error
+    if spread == 0 or 2 * int(far.sum()) >= count:
         return none
-    return far
+    none[finite] = far
+    return none
+
+
+def _median(v: np.ndarray) -> float:
+    """The median of a short vector (np.median's overhead dominates at this size)."""
+    v = np.sort(v)
+    half = v.size // 2
+    return float(v[half]) if v.size % 2 else float((v[half - 1] + v[half]) / 2)
 
 
 def value_at_iterate(values: np.ndarray, estimator: str) -> float:
