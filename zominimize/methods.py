@@ -35,7 +35,7 @@ ZO_SGD = register(MethodSpec(
 
 ZO_SIGNSGD = register(MethodSpec(
     name="zo-signsgd",
-    summary="ZO-signSGD: a fixed-length step along the sign of the ZO estimate.",
+    summary="ZO-signSGD: a step along the sign of the ZO estimate, halved on a stall.",
     doc="x <- P(x - lr * sign(g)) (Liu, Chen, Chen & Hero, ICLR 2019), lr halved each "
         "time the value at the iterate has reached no new low for halve_after iterations "
         "(a fixed-length sign step would oscillate around the optimum). " + STEP_DOC,
@@ -88,11 +88,11 @@ LEARNED_OPTIONS = {o.name: o for o in [
            "Switch to the fallback method from the best point when the run diverges "
            "(the value at the iterate exceeds the start f0 by more than "
            "max(2 (f0 - f_best), |f0| / 2)) or stalls (no improvement in guard_patience "
-           "iterations, or the ftol test met: the ftol test ends a guarded run only once the "
-           "fallback has run a full window); result.fallback and result.fallback_at say why and when. Once it "
-           "has switched, each further stall sends the run back to its best point with half "
-           "the step. A non-finite step or query scale hands over whatever this option "
-           "says, as the learned path cannot serve."),
+           "iterations, or the ftol test met: the ftol test ends a guarded run only once "
+           "the fallback has run a full window); result.fallback and result.fallback_at say "
+           "why and when. Once it has switched, each further stall sends the run back to its "
+           "best point with half the step. A non-finite step or query scale hands over "
+           "whatever this option says, as the learned path cannot serve."),
     Option("guard_patience", 100, positive_int,
            "Iterations without improvement that count as a stall (the count runs on "
            "across the switch)."),
