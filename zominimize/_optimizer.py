@@ -368,20 +368,32 @@ class ZOOptimizer:
             return None  # the differences overflow: no step from this iteration
         with np.errstate(over="ignore", invalid="ignore"):
             step, rule_state = self._rule.update(g, self._f_iterate, self._rule_state)
-            x_new = self._box.project(step * self._step_scale + self._x)
-        if not np.isfinite(x_new).all():
-            if self._can_hand_over():
-                self._hand_over("non-finite step")
-            else:  # the rule's state overflowed: start it afresh from the best point
-                self._rule_state = self._rule.init(self._x.size)
-                self._back_to_best_with_half_step()
+        if not np.isfinite(step).all():
+            self._reject_step()
             return None
         self._rule_state = rule_state
         self._sampler_state = self._sampler.observe(self._sampler_state, g, step)
-        self._x = x_new
+        with np.errstate(over="ignore"):
+            if self._step_scale != 1.0:
+                step *= self._step_scale
+            step += self._x  # the step is ours: build the new iterate in place
+        self._box.project(step)
+        if not np.isfinite(step).all():  # x + step overflowed
+            self._reject_step()
+            return None
+        self._x = step
         if self._guard_on():
             self._watch()
         return None
+
+    def _reject_step(self) -> None:
+        """A step that is not finite: the learned path hands over to the fallback; a
+        classic rule, whose state overflowed, starts afresh from the best point."""
+        if self._can_hand_over():
+            self._hand_over("non-finite step")
+        else:
+            self._rule_state = self._rule.init(self._x.size)
+            self._back_to_best_with_half_step()
 
     def _guard_on(self) -> bool:
         return self._spec.guarded and self._settings["guard"]
