@@ -216,8 +216,9 @@ def check_tensors(file: Path, tensors, features: str, step_form: str) -> None:
                                    f"(NaN or infinity)")
 
 
-#: Tensors read so far, by the sha256 of their file's bytes (files change: see load).
-_TENSORS: dict[str, dict] = {}
+#: Tensors read and checked so far, by (the sha256 of their file's bytes, feature set,
+#: step form): a changed file has another hash (see load).
+_TENSORS: dict[tuple, dict] = {}
 _CACHED_FILES = 16
 
 
@@ -260,14 +261,14 @@ def load(location: str | None = None, name: str | None = None) -> tuple[dict, di
     if entry["architecture"] != expected:
         raise WeightsError(f"{file}: architecture {entry['architecture']} does not "
                            f"match this zominimize's {expected}")
-    tensors = _TENSORS.get(actual)
-    if tensors is None:
+    key = (actual, features, step_form)
+    if key not in _TENSORS:
         tensors = read_tensors(file, data)
-    check_tensors(file, tensors, features, step_form)
-    if actual not in _TENSORS:
+        check_tensors(file, tensors, features, step_form)
         if len(_TENSORS) >= _CACHED_FILES:
             _TENSORS.pop(next(iter(_TENSORS)))
-        _TENSORS[actual] = tensors
+        _TENSORS[key] = tensors
+    tensors = _TENSORS[key]
     return {**entry, "name": name, "path": str(file)}, tensors
 
 
