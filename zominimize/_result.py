@@ -43,7 +43,7 @@ SUCCESS = frozenset({Status.FTOL, Status.F_TARGET})
 
 def build_result(*, x, fun, x_last, nfev, nit, status: Status, method: str,
                  fallback: str | None, fallback_at: int | None,
-                 nfev_nonfinite: int, nfev_outliers: int = 0) -> OptimizeResult:
+                 nfev_nonfinite: int, nfev_outliers: int) -> OptimizeResult:
     """Assemble the OptimizeResult every ZO method returns.
 
     Fields: ``x`` (best point evaluated), ``fun``, ``nfev``, ``nit``, ``status``,
