@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: Most lines in one plot (and rows in the headline table).
+#: Most rows in the README's headline table (its caption names those left out).
 MAX_LINES = 14
 
 

@@ -23,6 +23,8 @@ are accepted as well as the in-memory ones.
 
 The measures behind the tables and plots are in :mod:`benchmarks.measures`, the
 plots in :mod:`benchmarks.plots`; this module formats the markdown.
+``python -m benchmarks.report FOLDER [--out OUT]`` writes them again from the
+``records.json`` that a run left in FOLDER (:func:`main`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from benchmarks.measures import (Group, SuiteRuns, fraction_solved, median_final
                                  plural, bbob_precisions, ert_by_function, final_stats,
                                  fmt_loss, fmt_power, load_suites, quantiles, reached_stats,
                                  select_groups)
-from benchmarks.plots import draw_plot, plot_ecdf, plot_suite, solver_colours
+from benchmarks.plots import draw_plot, plot_ecdf, plot_suite, solver_styles
 
 #: Target precisions (f - f_opt) at which BBOB's aggregated ERT is reported.
 ERT_PRECISIONS = (1e1, 1e-1, 1e-3)
@@ -415,7 +417,7 @@ def tuning_section(suites: list[SuiteRuns]) -> str:
 
 # --------------------------------------------------------------------------- report
 
-def suite_section(suite: SuiteRuns, out: Path, colours: dict[str, str], notes: list[str]) -> str:
+def suite_section(suite: SuiteRuns, out: Path, styles: dict, notes: list[str]) -> str:
     """Table, errors and plot of one non-BBOB suite."""
     n_problems = len({r["name"] for r in suite.runs})
     lines = [f"## {suite.title}", "",
@@ -426,13 +428,13 @@ def suite_section(suite: SuiteRuns, out: Path, colours: dict[str, str], notes: l
     errors = error_list(suite.groups)
     if errors:
         lines += ["", errors]
-    image = draw_plot(plot_suite, suite, out, suite.key, colours, notes)
+    image = draw_plot(plot_suite, suite, out, suite.key, styles, notes)
     if image:
         lines += ["", image]
     return "\n".join(lines)
 
 
-def bbob_section(suite: SuiteRuns, out: Path, colours: dict[str, str], notes: list[str]) -> str:
+def bbob_section(suite: SuiteRuns, out: Path, styles: dict, notes: list[str]) -> str:
     """COCO-style measures of one BBOB suite: summary, per-function table, ECDF, errors."""
     n_funcs = len({r["fid"] for r in suite.runs})
     instances = sorted({str(r["instance"]) for r in suite.runs})
@@ -451,7 +453,7 @@ def bbob_section(suite: SuiteRuns, out: Path, colours: dict[str, str], notes: li
     errors = error_list(suite.groups)
     if errors:
         lines += ["", errors]
-    image = draw_plot(plot_ecdf, suite, out, f"{suite.key}-ecdf", colours, notes)
+    image = draw_plot(plot_ecdf, suite, out, f"{suite.key}-ecdf", styles, notes)
     if image:
         lines += ["", image]
     return "\n".join(lines)
@@ -478,7 +480,7 @@ def write_report(results: dict, out: Path) -> str:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     suites = load_suites(results)
-    colours = solver_colours(suites)
+    styles = solver_styles(suites)
     notes: list[str] = []
     sections = [header_section(results, suites)]
     learned_goals = goals_section(suites)
@@ -486,8 +488,8 @@ def write_report(results: dict, out: Path) -> str:
         sections.append(learned_goals)
     if results.get("speed"):
         sections.append(speed_section(results["speed"]))
-    sections += [suite_section(s, out, colours, notes) for s in suites if not s.is_bbob]
-    sections += [bbob_section(s, out, colours, notes) for s in suites if s.is_bbob]
+    sections += [suite_section(s, out, styles, notes) for s in suites if not s.is_bbob]
+    sections += [bbob_section(s, out, styles, notes) for s in suites if s.is_bbob]
     tuning = tuning_section(suites)
     if tuning:
         sections.append(tuning)
@@ -504,7 +506,8 @@ def headline(results: dict) -> str:
     The suite is ``attack`` if present, else ``nclsq-d100``, else the first other
     non-BBOB suite, else the first BBOB suite (its summary table). At most
     :data:`~benchmarks.measures.MAX_LINES` rows: every zominimize row, then the best
-    peers. A one-line caption in italics precedes the table; '' when there is no suite.
+    peers; the caption names the rows left out. A one-line caption in italics precedes the
+    table; '' when there is no suite.
     """
     suites = load_suites(results)
     if not suites:
@@ -523,8 +526,12 @@ def headline(results: dict) -> str:
         when += f" of {results['started']}"
     how = ("fraction of targets reached and median ERT / d over functions" if suite.is_bbob
            else "medians over runs")
+    shown = {id(g) for g in groups}
+    dropped = [g.label for g in suite.groups if id(g) not in shown]
+    left_out = (f"; not shown (beyond {len(groups)} rows): {', '.join(dropped)}" if dropped
+                else "")
     caption = (f"*{suite.title}, {when}: budget {fmt_evals(suite.budget)} evaluations, "
-               f"{plural(len({r['name'] for r in suite.runs}), 'problem')}; {how}*")
+               f"{plural(len({r['name'] for r in suite.runs}), 'problem')}; {how}{left_out}*")
     return f"{caption}\n\n{table}\n"
 
 
@@ -537,3 +544,24 @@ def headline_target(suite: SuiteRuns, groups: list[Group]) -> int:
         if reached * 2 > len(groups):
             best = i
     return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.report FOLDER [--out OUT]``: ``report.md`` and the plots again,
+    from the ``FOLDER/records.json`` of a run, written to OUT (default: FOLDER)."""
+    import argparse
+    import json
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description="Write "
+                                     "report.md and the plots again from a run's records.json.")
+    parser.add_argument("folder", type=Path, help="a run's folder, holding records.json")
+    parser.add_argument("--out", type=Path, help="folder for report.md and the plots")
+    args = parser.parse_args(argv)
+    results = json.loads((args.folder / "records.json").read_text())
+    out = args.out or args.folder
+    write_report(results, out)
+    print(f"report.md and plots written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

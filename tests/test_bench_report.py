@@ -13,8 +13,9 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from benchmarks.measures import Group, select_groups  # noqa: E402
-from benchmarks.report import headline, write_report  # noqa: E402
+from benchmarks.measures import Group, load_suites, select_groups  # noqa: E402
+from benchmarks.plots import COLOURS, plot_ecdf, plot_suite, solver_styles  # noqa: E402
+from benchmarks.report import headline, main, write_report  # noqa: E402
 
 PRECISIONS = [1e2, 1e1, 1e0, 1e-1, 1e-2, 1e-3, 1e-5, 1e-8]
 
@@ -265,9 +266,74 @@ def test_headline_prefers_attack():
     assert headline({"suites": {}}) == ""
 
 
-def test_plots_keep_zominimize_and_the_best_peers():
+def test_headline_keeps_zominimize_and_the_best_peers():
     zo = [Group(f"zo-{i}", "default", zo=True) for i in range(3)]
     peers = [Group(f"peer-{i}", "default") for i in range(20)]
     kept = select_groups(zo + peers, score=lambda g: -int(g.solver.split("-")[1]), limit=14)
     assert [g.solver for g in kept[:3]] == ["zo-0", "zo-1", "zo-2"]
     assert [g.solver for g in kept[3:]] == [f"peer-{i}" for i in range(9, 20)]
+
+
+def many_solvers():
+    """More solvers than tab10 has colours: 5 zominimize methods, each also tuned, 11 peers,
+    and one peer that found nothing."""
+    targets = [0.5, 0.1]
+    run = lambda solver, trace, **kw: record("many", "many", "nclsq", "p0",  # noqa: E731
+                                             solver, trace, targets, **kw)
+    records = []
+    for i in range(5):
+        for variant in ("default", "tuned"):
+            records.append(run(f"zo-{i}", [(1, 1.0), (10 + i, 0.4), (50, 0.05 + 0.01 * i)],
+                               variant=variant, method_ran=f"zo-{i}"))
+    records += [run(f"peer-{i}", [(1, 1.0), (20 + i, 0.3 - 0.01 * i)]) for i in range(11)]
+    records.append(run("broken", [], nfev=0, error="ValueError: boom"))
+    return {"suites": {"many": {"tuned_lr": {}, "records": records}}}
+
+
+def drawn(fig) -> tuple[str, list[str], dict[str, tuple]]:
+    """A plot's title, legend texts and {line label: (colour, line style, marker)}."""
+    ax = fig.axes[0]
+    lines = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+    looks = {line.get_label(): (line.get_color(), line.get_linestyle(), line.get_marker())
+             for line in lines}
+    assert len(looks) == len(lines)
+    return ax.get_title(), [t.get_text() for t in ax.get_legend().get_texts()], looks
+
+
+@pytest.mark.parametrize("data", [results(with_speed=False), many_solvers()],
+                         ids=["report", "many-solvers"])
+def test_plots_show_every_row_or_say_which_they_leave_out(data, tmp_path):
+    suites = load_suites(data)
+    styles = solver_styles(suites)
+    by_solver = {}
+    for suite in suites:
+        plotter = plot_ecdf if suite.is_bbob else plot_suite
+        title, legend, looks = drawn(plotter(suite, tmp_path / f"{suite.key}.png", styles))
+        assert legend == list(looks)
+        note = " ".join(title.partition("\nnot shown: ")[2].split())
+        for g in suite.groups:
+            entries = [t for t in legend if t.startswith((f"{g.label} [", f"{g.label} (= "))]
+            assert len(entries) + (g.label in note) == 1, (g.label, legend, note)
+            for t in entries:  # a solver looks the same in every plot
+                assert by_solver.setdefault(g.solver, looks[t][::2]) == looks[t][::2]
+        assert len(set(looks.values())) == len(looks), "two lines look alike"
+    if "many" in data["suites"]:
+        assert "broken (no run found a finite value)" in note
+        assert len(looks) == 5 * 2 + 11 and len({c for c, _, _ in looks.values()}) == len(COLOURS)
+
+
+def test_report_is_written_again_from_saved_records(tmp_path):
+    (tmp_path / "records.json").write_text(json.dumps(results()))
+    assert main([str(tmp_path), "--out", str(tmp_path / "again")]) == 0
+    report = (tmp_path / "again" / "report.md").read_text(encoding="utf-8")
+    assert "## attack" in report and "![attack](attack.png)" in report
+    assert (tmp_path / "again" / "bbob-d2-ecdf.png").stat().st_size > 1000
+
+
+def test_headline_names_the_rows_it_leaves_out():
+    text = headline(many_solvers())
+    rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")]
+    caption = text.splitlines()[0]
+    assert len(rows) - 2 == 14 and "not shown (beyond 14 rows): " in caption
+    left_out = caption.split("not shown (beyond 14 rows): ")[1].rstrip("*").split(", ")
+    assert len(left_out) == 22 - 14 and not set(left_out) & set(rows)  # 22 groups

@@ -25,6 +25,14 @@ def test_reason_names_missing_torch(monkeypatch):
     assert res.method == "zo-adamm" and "torch" in res.fallback
 
 
+def test_without_torch_fallback_false_raises_import_error(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(zominimize.learned.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(ImportError, match="torch is not installed"):
+        run_zo("l2l-zo", fallback=False)
+
+
 def test_reason_names_missing_weights(monkeypatch):
     monkeypatch.setattr(zominimize.learned.importlib.util, "find_spec", lambda name, *a: object())
 

@@ -7,13 +7,12 @@ import time
 from typing import Callable
 
 import numpy as np
-from scipy.optimize import OptimizeResult, OptimizeWarning
+from scipy.optimize import OptimizeResult
 
 from ._warn import warn
 from ._evaluation import Evaluator, describe
+from ._call import resolve
 from ._optimizer import ZOOptimizer
-from ._options import DRIVER_OPTIONS, SOLVER_OPTIONS, parse_options
-from ._registry import get_method, method_options
 from ._result import MESSAGES, Status
 from .errors import ObjectiveValueError
 
@@ -42,22 +41,15 @@ def solve(method: str, fun: Callable, x0, args=(), jac=None, hess=None, hessp=No
     if not isinstance(args, tuple):
         args = (args,)
     options = dict(options or {})
-    spec = get_method(method)
-    _warn_ignored(spec.name, jac, hess, hessp, constraints)
-    if jac is True:
-        fun = FirstOfPair(fun)
     tol = options.pop("tol", None)
     if tol is not None:
         options.setdefault("ftol", tol)
-    known = set(SOLVER_OPTIONS) | set(DRIVER_OPTIONS) | set(method_options(spec))
-    unknown = sorted(set(options) - known)
-    if unknown:
-        warn(f"Unknown solver options: {', '.join(unknown)}", OptimizeWarning)
-    run = parse_options(DRIVER_OPTIONS, options)
-    solver_options = {k: v for k, v in options.items() if k in known and k not in DRIVER_OPTIONS}
-    optimizer = ZOOptimizer(spec.name, x0, bounds, **solver_options)
-    result = _loop(optimizer, fun, args, callback, run)
-    if run["disp"]:
+    call = resolve(method, x0, bounds, options, run_options=True)
+    _warn_ignored(call.requested.name, jac, hess, hessp, constraints)
+    if jac is True:
+        fun = FirstOfPair(fun)
+    result = _loop(ZOOptimizer._from_call(call), fun, args, callback, call.run)
+    if call.run["disp"]:
         _print_summary(result)
     return result
 

@@ -75,11 +75,10 @@ def minimize(fun, x0, args=(), method=DEFAULT_METHOD, jac=None, hess=None, hessp
         return scipy.optimize.minimize(fun, x0, args=args, method=method, jac=jac, hess=hess,
                                        hessp=hessp, bounds=bounds, constraints=constraints,
                                        tol=tol, callback=callback, options=options)
-    spec = get_method(method)
     options = dict(options or {})
     if tol is not None:
         options.setdefault("tol", tol)
-    return solve(spec.name, fun, x0, args=args, jac=jac, hess=hess, hessp=hessp,
+    return solve(method, fun, x0, args=args, jac=jac, hess=hess, hessp=hessp,
                  bounds=bounds, constraints=constraints, callback=callback, options=options)
 
 

@@ -9,111 +9,37 @@ bounds and checks the stopping tests. ``minimize`` is a loop over these two call
 from __future__ import annotations
 
 import copy
-import math
 from collections import deque
-from typing import Any
 
 import numpy as np
 
-from ._warn import warn
 from . import estimators, samplers
-from ._bounds import Box, clip_x0, standardize_bounds
-from ._options import SOLVER_OPTIONS, parse_options
-from ._registry import MethodSpec, get_method, method_options
+from ._call import Call, default_step, resolve
+from ._guard import Components, Guard, GuardState, Progress
+from ._registry import get_method
 from ._result import Status, build_result
 from ._state import StateReader, restore_generator
-from .errors import FallbackWarning, NonFiniteValueError, ObjectiveValueError, OptimizerStateError
+from .errors import NonFiniteValueError, ObjectiveValueError, OptimizerStateError
 
 STATE_FORMAT_VERSION = 2
 
 
-def as_start_point(x0: Any) -> np.ndarray:
-    """Check x0 and return it as a new 1-D float64 array (0-d input becomes length 1)."""
-    arr = np.asarray(x0)
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(f"x0 must be an array of real numbers, got dtype {arr.dtype}")
-    arr = np.atleast_1d(arr).astype(float)  # always a copy of the user's data
-    if arr.ndim != 1:
-        raise ValueError(f"x0 must be 1-D, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError("x0 must not be empty, got shape (0,)")
-    bad = np.flatnonzero(~np.isfinite(arr))
-    if bad.size:
-        raise ValueError(f"x0 must be finite, got {arr[bad[0]]} at index {bad[0]}")
-    return arr
-
-
-def resolve_method(name: str, options: dict) -> tuple[MethodSpec, MethodSpec, str | None]:
-    """Return (requested spec, spec that runs, reason for the fallback or None).
-
-    Warns with FallbackWarning when the requested method cannot run.
-    """
-    requested = get_method(name)
-    if requested.unavailable is None:
-        return requested, requested, None
-    known = {**SOLVER_OPTIONS, **method_options(requested)}
-    checked = parse_options(known, {k: v for k, v in options.items() if k in known})
-    reason = requested.unavailable(checked)
-    if reason is None:
-        return requested, requested, None
-    running = get_method(requested.fallback)
-    warn(f"method {requested.name!r} cannot run ({reason}); running "
-                  f"{running.name!r} instead", FallbackWarning)
-    return requested, running, reason
-
-
-def default_x_scale(x0: np.ndarray, box: Box) -> float:
-    """A quarter of the RMS box width when every bound is finite, else max(RMS(x0), 1)."""
-    width = box.upper - box.lower
-    if np.isfinite(width).all():
-        rms_width = _rms(width)
-        if rms_width > 0:
-            return rms_width / 4
-    return max(_rms(x0), 1.0)
-
-
-def _rms(v: np.ndarray) -> float:
-    """The root mean square of ``v``, computed without overflow for huge entries."""
-    peak = float(np.max(np.abs(v)))
-    if peak == 0:
-        return 0.0
-    return peak * float(np.sqrt(np.mean((v / peak) ** 2)))
-
-
-#: Default smoothing radius in units of x_scale.
-MU_RELATIVE = 1e-4
-
-
-def default_step(base_step: float, x_scale, q: int, d: int):
-    """A method's default per-coordinate step: base_step * x_scale * sqrt(q / (q + d)).
-
-    ``x_scale`` may be a float or a tensor (meta-training computes it per task).
-    """
-    return base_step * x_scale * math.sqrt(q / (q + d))
-
-
-def resolve_settings(spec: MethodSpec, settings: dict, x0: np.ndarray, box: Box) -> dict:
-    """Fill in the automatic defaults (x_scale, mu, step, maxfev) and check maxfev.
-
-    ``step`` is the method's default per-coordinate step,
-    base_step * x_scale * sqrt(q / (q + d)).
-    """
-    settings = dict(settings)
-    d, q = x0.size, settings["q"]
-    if settings["x_scale"] is None:
-        settings["x_scale"] = default_x_scale(x0, box)
-    if settings["mu"] is None:
-        settings["mu"] = MU_RELATIVE * settings["x_scale"]
-    settings["d"] = d
-    settings["step"] = float(default_step(spec.base_step, settings["x_scale"], q, d))
-    per_iteration = estimators.evaluations_per_iteration(settings["estimator"], q)
-    if settings["maxfev"] is None:
-        settings["maxfev"] = settings["maxiter"] * per_iteration
-    elif settings["maxfev"] < per_iteration:
-        raise ValueError(f"maxfev must allow at least one iteration "
-                         f"({per_iteration} evaluations with q={q} and the "
-                         f"{settings['estimator']} estimator), got {settings['maxfev']}")
-    return settings
+def _guard_for(call: Call) -> Guard:
+    """The guard of a call: a learned method's components with its fallback's (the
+    fallback's own default step and the standard sampler) behind them; a classic
+    method's alone."""
+    spec, s = call.spec, call.settings
+    sampler = (spec.make_sampler(s, call.parts) if spec.make_sampler
+               else samplers.standard())
+    primary = Components(spec.make_rule(s, call.parts), sampler)
+    if spec.fallback is None:
+        return Guard(primary)
+    fallback = get_method(spec.fallback)
+    fallback_settings = dict(s, step=float(default_step(fallback.base_step, s["x_scale"],
+                                                        s["q"], s["d"])))
+    return Guard(primary, Components(fallback.make_rule(fallback_settings, None),
+                                     samplers.standard()),
+                 watch=spec.guarded and s["guard"], patience=s["guard_patience"])
 
 
 def _make_rng(seed) -> np.random.Generator:
@@ -152,24 +78,25 @@ class ZOOptimizer:
     def __init__(self, method: str = "zo-adamm", x0=None, bounds=None, **options):
         if x0 is None:
             raise ValueError("x0 is required")
-        requested, spec, reason = resolve_method(method, options)
-        allowed = {**SOLVER_OPTIONS, **method_options(requested)}
-        unknown = sorted(set(options) - set(allowed))
-        if unknown:
-            raise TypeError(f"unknown option(s) for method {requested.name!r}: "
-                            f"{', '.join(unknown)}")
-        x = as_start_point(x0)
-        self._box = standardize_bounds(bounds, x.size)
-        x = clip_x0(x, self._box)
-        settings = resolve_settings(spec, parse_options(allowed, options), x, self._box)
-        self._seed = settings.pop("seed")
-        self._spec = spec
-        self._settings = settings
-        self._fallback = reason
-        self._fallback_at = None if reason is None else 0
-        self._rule, self._sampler = self._components(fallen_back=False)
-        self._x0 = x
-        self._reset(x)
+        self._start(resolve(method, x0, bounds, options, run_options=False))
+
+    @classmethod
+    def _from_call(cls, call: Call) -> "ZOOptimizer":
+        """The optimizer of a call that ``zominimize._call.resolve`` has resolved."""
+        optimizer = cls.__new__(cls)
+        optimizer._start(call)
+        return optimizer
+
+    def _start(self, call: Call) -> None:
+        self._spec = call.spec
+        self._settings = call.settings
+        self._seed = call.seed
+        self._box = call.box
+        self._guard = _guard_for(call)
+        self._guard_state = self._guard.init(call.fallback)
+        self._rule, self._sampler = self._guard.active(self._guard_state)
+        self._x0 = call.x0
+        self._reset(call.x0)
 
     # ------------------------------------------------------------ state
 
@@ -203,12 +130,12 @@ class ZOOptimizer:
     @property
     def fallback(self) -> str | None:
         """Why the requested method was replaced by its fallback, or None."""
-        return self._fallback
+        return self._guard_state.fallback
 
     @property
     def fallback_at(self) -> int | None:
         """Iteration from which the fallback ran (0: from the start), or None."""
-        return self._fallback_at
+        return self._guard_state.fallback_at
 
     @property
     def status(self) -> Status | None:
@@ -267,7 +194,7 @@ class ZOOptimizer:
                                                  s["maxfev"] - self._nfev)
             scales = self._sampler.scales(self._sampler_state, self._rng)
             if scales is not None and not (np.isfinite(scales).all() and (scales > 0).all()):
-                if self._can_hand_over():
+                if self._guard.can_hand_over(self._guard_state):
                     self._hand_over("non-finite or non-positive query scales")
                     # a resumed run draws from here, with the standard sampler
                     self._rng_state_at_ask = copy.deepcopy(self._rng.bit_generator.state)
@@ -382,33 +309,23 @@ class ZOOptimizer:
             self._reject_step()
             return None
         self._x = step
-        if self._guard_on():
-            self._watch()
+        self._watch()
         return None
 
     def _reject_step(self) -> None:
         """A step that is not finite: the learned path hands over to the fallback; a
         classic rule, whose state overflowed, starts afresh from the best point."""
-        if self._can_hand_over():
+        if self._guard.can_hand_over(self._guard_state):
             self._hand_over("non-finite step")
         else:
             self._rule_state = self._rule.init(self._x.size)
             self._back_to_best_with_half_step()
 
-    def _guard_on(self) -> bool:
-        return self._spec.guarded and self._settings["guard"]
-
-    def _can_hand_over(self) -> bool:
-        """Whether a learned part that produced non-finite numbers can be replaced by the
-        fallback (whatever the ``guard`` option: that learned path cannot serve)."""
-        return self._spec.fallback is not None and self._fallback_at is None
-
     def _hand_over(self, reason: str) -> None:
-        """Switch to the fallback's rule and the standard sampler, from the best point;
-        the ftol test restarts its window so the fallback gets a full one."""
-        self._fallback = f"guard: {reason} at iteration {self._nit}"
-        self._fallback_at = self._nit
-        self._rule, self._sampler = self._components(fallen_back=True)
+        """Switch to the fallback's rule and sampler, from the best point; the ftol test
+        restarts its window so the fallback gets a full one."""
+        self._guard_state = self._guard.hand_over(self._guard_state, self._nit, reason)
+        self._rule, self._sampler = self._guard.active(self._guard_state)
         self._rule_state = self._rule.init(self._x.size)
         self._sampler_state = self._sampler.init(self._x.size)
         if self._x_best is not None:
@@ -417,53 +334,22 @@ class ZOOptimizer:
         self._best_trace.clear()
 
     def _watch(self) -> None:
-        """The guard of a learned method: hand over to the fallback from the best point
-        when the run diverges or stalls; once a guard has handed over, every further stall
-        (the count of iterations without improvement runs on across the handover) sends the
-        run back to its best point with half the step, as its steps are then too large to
-        improve on it."""
-        if self._fallback_at is None:
-            reason = self._guard_reason()
-            if reason is not None:
-                self._hand_over(reason)
-        elif self._since_improvement >= self._settings["guard_patience"]:
+        """Apply the guard's verdict after a step: hand over, or back off to the best
+        point with half the step (and count the stall anew)."""
+        if not self._guard.watch:
+            return
+        progress = Progress(self._f_start, self._f_iterate, self._f_best,
+                            self._since_improvement, self._ftol_met())
+        reason = self._guard.reason_to_hand_over(self._guard_state, progress)
+        if reason is not None:
+            self._hand_over(reason)
+        elif self._guard.backs_off(self._guard_state, progress):
             self._back_to_best_with_half_step()
             self._since_improvement = 0
 
     def _back_to_best_with_half_step(self) -> None:
         self._x = self._x_best.copy()
         self._step_scale /= 2
-
-    def _guard_reason(self) -> str | None:
-        """Why a guarded run should hand over to its fallback now, or None.
-
-        Diverged: the value at the iterate exceeds the starting value f0 by more
-        than max(2 (f0 - f_best), |f0| / 2). Stalled: the best value has not
-        improved for ``guard_patience`` iterations, or the ftol test is met (which
-        ends a guarded run only once the fallback has run a full window).
-        """
-        f0, f, best = self._f_start, self._f_iterate, self._f_best
-        if np.isfinite(f0) and f - f0 > max(2 * (f0 - best), 0.5 * abs(f0)):
-            return f"diverged (f = {f:.6g} at the iterate, {f0:.6g} at the start)"
-        if self._since_improvement >= self._settings["guard_patience"]:
-            return f"stalled (no improvement in {self._since_improvement} iterations)"
-        if self._ftol_met():
-            return f"stalled (the ftol test is met over {self._settings['patience']} iterations)"
-        return None
-
-    def _components(self, fallen_back: bool):
-        """(rule, sampler) of the method itself, or of its fallback after a hand-over:
-        the fallback's rule with its own default step, and the standard sampler."""
-        if not fallen_back or self._spec.fallback is None:
-            spec, settings = self._spec, self._settings
-        else:
-            spec = get_method(self._spec.fallback)
-            s = self._settings
-            settings = dict(s, step=float(default_step(spec.base_step, s["x_scale"], s["q"],
-                                                        s["d"])))
-        sampler = (spec.make_sampler(settings) if spec.make_sampler and not fallen_back
-                   else samplers.standard())
-        return spec.make_rule(settings), sampler
 
     def _ftol_met(self) -> bool:
         """The best value improved by less than ftol (relative) over ``patience`` iterations,
@@ -479,8 +365,7 @@ class ZOOptimizer:
         s = self._settings
         if s["f_target"] is not None and self._f_best <= s["f_target"]:
             return Status.F_TARGET
-        guard_waits = self._guard_on() and self._fallback_at is None
-        if not guard_waits and self._ftol_met():
+        if not self._guard.holds_ftol(self._guard_state) and self._ftol_met():
             return Status.FTOL
         if self._nit >= s["maxiter"]:
             return Status.MAXITER
@@ -499,7 +384,7 @@ class ZOOptimizer:
         return build_result(
             x=self._x_best if found else self._x0, fun=self._f_best if found else np.nan,
             x_last=self._x, nfev=self._nfev, nit=self._nit, status=status,
-            method=self.method, fallback=self._fallback, fallback_at=self._fallback_at,
+            method=self.method, fallback=self.fallback, fallback_at=self.fallback_at,
             nfev_nonfinite=self._nfev_nonfinite, nfev_outliers=self._nfev_outliers)
 
     def state_dict(self) -> dict:
@@ -515,8 +400,8 @@ class ZOOptimizer:
             "x": self._x,
             "rule_state": self._rule.export_state(self._rule_state),
             "sampler_state": self._sampler.export(self._sampler_state),
-            "fallback": self._fallback,
-            "fallback_at": self._fallback_at,
+            "fallback": self.fallback,
+            "fallback_at": self.fallback_at,
             "f_start": self._f_start,
             "since_improvement": self._since_improvement,
             "rng": {"bit_generator": type(self._rng.bit_generator).__name__,
@@ -564,7 +449,8 @@ class ZOOptimizer:
         nit = read.integer("nit")
         fallback_at = None if read.raw("fallback_at") is None else read.integer(
             "fallback_at", high=nit)
-        rule, sampler = self._components(fallen_back=fallback_at is not None)
+        guard_state = GuardState(read.optional_text("fallback"), fallback_at)
+        rule, sampler = self._guard.active(guard_state)
         rule_state = self._restored(read, "rule_state", d, rule.export_state(rule.init(d)),
                                     rule.restore_state)
         sampler_state = self._restored(read, "sampler_state", d,
@@ -590,8 +476,7 @@ class ZOOptimizer:
             "_x": x,
             "_rule": rule, "_rule_state": rule_state,
             "_sampler": sampler, "_sampler_state": sampler_state,
-            "_fallback": read.optional_text("fallback"),
-            "_fallback_at": fallback_at,
+            "_guard_state": guard_state,
             "_f_start": read.real("f_start", allow_inf=False),
             "_since_improvement": read.integer("since_improvement"),
             "_nit": nit,

@@ -177,7 +177,7 @@ SOLVER_OPTIONS: dict[str, Option] = {o.name: o for o in [
            "None: no target."),
     Option("ftol", 1e-8, nonnegative_float,
            "Stop with success when the best value improved by less than "
-           "ftol * max(|f_old|, |f_new|, 1) over the last 'patience' iterations. "
+           "ftol * max(abs(f_old), abs(f_new), 1) over the last 'patience' iterations. "
            "0 disables the test. The scipy argument tol sets it too."),
     Option("patience", 100, positive_int,
            "Iterations over which the ftol test measures improvement."),

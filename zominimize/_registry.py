@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from ._options import Option
 from .rules import Rule
@@ -29,20 +29,23 @@ class MethodSpec:
         One line for listings.
     doc : str
         The update in math, its reference, and what its options mean.
-    make_rule : callable or None
-        ``make_rule(settings) -> Rule`` from the resolved settings (lr, x_scale, q,
-        d and the method's own options). None for a method that only resolves to
-        another one (see ``unavailable``).
+    make_rule : callable
+        ``make_rule(settings, parts) -> Rule`` from the resolved settings (lr, x_scale,
+        q, d, step and the method's own options) and what ``load`` returned (None for a
+        method without ``load``).
     base_step : float
         Default per-coordinate step in units of x_scale * sqrt(q / (q + d)).
     options : dict of Option
         The method's own options, on top of the shared ones.
     fallback : str or None
-        Method that runs instead when ``unavailable()`` gives a reason.
-    unavailable : callable or None
-        ``unavailable(options) -> str | None``: why the method cannot run now.
+        Method that runs instead when ``load`` raises MethodUnavailable, and that the
+        guard hands over to.
+    load : callable or None
+        ``load(settings) -> parts``: what the method needs before it can start (the
+        learned networks), loaded once per call. It raises MethodUnavailable when the
+        method cannot start and falling back is allowed, or the error itself otherwise.
     make_sampler : callable or None
-        ``make_sampler(settings) -> Sampler`` for a method that chooses its query
+        ``make_sampler(settings, parts) -> Sampler`` for a method that chooses its query
         distribution; None for the standard one.
     guarded : bool
         Watch the run and switch to ``fallback`` from the best point when it
@@ -57,15 +60,20 @@ class MethodSpec:
     name: str
     summary: str
     doc: str
-    make_rule: Callable[[dict], Rule] | None
+    make_rule: Callable[[dict, Any], Rule]
     base_step: float = 0.0
     options: dict[str, Option] = field(default_factory=dict)
     fallback: str | None = None
-    unavailable: Callable[[dict], str | None] | None = None
-    make_sampler: Callable[[dict], Sampler] | None = None
+    load: Callable[[dict], Any] | None = None
+    make_sampler: Callable[[dict, Any], Sampler] | None = None
     guarded: bool = False
     ablation_of: str | None = None
     weight_set: str | None = None
+
+
+class MethodUnavailable(Exception):
+    """Raised by a method's ``load`` when it cannot start here and its fallback may run
+    instead; the message says why."""
 
 
 _REGISTRY: dict[str, MethodSpec] = {}

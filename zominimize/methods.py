@@ -15,9 +15,15 @@ from typing import Callable
 from ._driver import solve
 from ._options import (DRIVER_OPTIONS, SOLVER_OPTIONS, Option, flag, nonnegative_int, one_of,
                        positive_float, positive_int, unit_interval_closed, unit_interval_open)
-from ._registry import MethodSpec, get_method, register
-from .learned import availability, query_sampler, update_rule
+from . import learned
+from ._registry import MethodSpec, MethodUnavailable, get_method, register
+from .errors import WeightsError
 from .rules import adamm, sgd, sign_sgd
+
+def _lr(settings: dict) -> float:
+    """The lr option, or the method's default step when it is not given."""
+    return settings["lr"] if settings["lr"] is not None else settings["step"]
+
 
 STEP_DOC = ("Default lr: base_step * x_scale * sqrt(q / (q + d)) per coordinate, "
             "base_step = {base_step}.")
@@ -29,7 +35,7 @@ ZO_SGD = register(MethodSpec(
         "Ghadimi & Lan, 2013). Default lr: chosen at the first estimate g_0 so that "
         "the first step has RMS length base_step * x_scale * sqrt(q / (q + d)) per "
         "coordinate (lr = that / RMS(g_0)), base_step = {base_step}; fixed afterwards.",
-    make_rule=lambda s: sgd(s["lr"], first_step=s["step"]),
+    make_rule=lambda s, parts: sgd(s["lr"], first_step=s["step"]),
     base_step=0.5,
 ))
 
@@ -39,8 +45,7 @@ ZO_SIGNSGD = register(MethodSpec(
     doc="x <- P(x - lr * sign(g)) (Liu, Chen, Chen & Hero, ICLR 2019), lr halved each "
         "time the value at the iterate has reached no new low for halve_after iterations "
         "(a fixed-length sign step would oscillate around the optimum). " + STEP_DOC,
-    make_rule=lambda s: sign_sgd(s["lr"] if s["lr"] is not None else s["step"],
-                                 s["halve_after"]),
+    make_rule=lambda s, parts: sign_sgd(_lr(s), s["halve_after"]),
     base_step=0.1,
     options={o.name: o for o in [
         Option("halve_after", 10, nonnegative_int,
@@ -62,8 +67,7 @@ ZO_ADAMM = register(MethodSpec(
         "x <- P(x - lr * [m / (1 - b1^t)] / (sqrt(v^ / (1 - b2^t)) + eps)) "
         "(Chen, Liu, Xu, Li, Lin, Hong & Cox, NeurIPS 2019; bias corrections as in "
         "torch's Adam with amsgrad=True). " + STEP_DOC,
-    make_rule=lambda s: adamm(s["lr"] if s["lr"] is not None else s["step"],
-                              s["beta1"], s["beta2"], s["eps"]),
+    make_rule=lambda s, parts: adamm(_lr(s), s["beta1"], s["beta2"], s["eps"]),
     base_step=0.1,
     options=ADAMM_OPTIONS,
 ))
@@ -87,7 +91,7 @@ LEARNED_OPTIONS = {o.name: o for o in [
     Option("guard", True, flag,
            "Switch to the fallback method from the best point when the run diverges "
            "(the value at the iterate exceeds the start f0 by more than "
-           "max(2 (f0 - f_best), |f0| / 2)) or stalls (no improvement in guard_patience "
+           "max(2 (f0 - f_best), abs(f0) / 2)) or stalls (no improvement in guard_patience "
            "iterations, or the ftol test met: the ftol test ends a guarded run only once "
            "the fallback has run a full window); result.fallback and result.fallback_at say "
            "why and when. Once it has switched, each further stall sends the run back to its "
@@ -103,14 +107,35 @@ LEARNED_OPTIONS = {o.name: o for o in [
 ]}
 
 
+def _learned_loader(weight_set: str):
+    """``load(settings)`` of the learned methods: the weights and networks, loaded once;
+    a failure falls back or raises as the ``fallback`` option says."""
+
+    def load(settings: dict):
+        try:
+            return learned.load_parts(weight_set, settings["weights"], settings["device"])
+        except (ImportError, WeightsError) as exc:
+            if learned.fallback_allowed(settings):
+                raise MethodUnavailable(str(exc)) from None
+            raise
+
+    return load
+
+
 def _learned(name: str, summary: str, doc: str, weight_set: str, update: bool,
              query: bool, ablation_of: str | None = None) -> MethodSpec:
+    def update_rule(s, parts):
+        return learned.make_update_rule(parts, _lr(s))
+
+    def query_sampler(s, parts):
+        return learned.make_query_sampler(parts, _lr(s), s["query_ratio"])
+
     return register(MethodSpec(
         name=name, summary=summary, doc=doc + " " + STEP_DOC,
-        make_rule=update_rule(weight_set) if update else ZO_ADAMM.make_rule,
-        make_sampler=query_sampler(weight_set) if query else None,
+        make_rule=update_rule if update else ZO_ADAMM.make_rule,
+        make_sampler=query_sampler if query else None,
         base_step=0.1, options=LEARNED_OPTIONS, fallback="zo-adamm",
-        unavailable=availability(weight_set), guarded=True, ablation_of=ablation_of,
+        load=_learned_loader(weight_set), guarded=True, ablation_of=ablation_of,
         weight_set=weight_set))
 
 
@@ -119,7 +144,7 @@ L2L_DOC = ("Coordinate-wise LSTMs (Ruan, Xiong, Reddi, Kumar & Hsieh, 'Learning 
            "families (python -m zominimize.train). UpdateRNN: x <- P(x + lr * UpdateRNN("
            "g / rms(g), m / rms(g))), the estimate and its momentum normalised by their "
            "running RMS so the same weights serve any scale of f and x. QueryRNN: "
-           "u = eps * s, eps ~ N(0, I), s from the last estimate and step, ||s|| = sqrt(d), "
+           "u = eps * s, eps ~ N(0, I), s from the last estimate and step, norm(s) = sqrt(d), "
            "used with probability query_ratio. When it cannot run it warns "
            "(FallbackWarning) and runs zo-adamm with the same options; a guard hands over "
            "to zo-adamm from the best point if the run diverges or stalls, and halves "
@@ -150,37 +175,85 @@ def _public_callable(spec: MethodSpec) -> Callable:
                      options=options)
 
     method.__name__ = method.__qualname__ = spec.name.replace("-", "_")
-    method.__doc__ = method_doc(spec.name) + f"""
-Examples
---------
->>> import numpy as np, scipy.optimize, zominimize
->>> res = scipy.optimize.minimize(lambda x: float(x @ x), np.ones(10),
-...                               method=zominimize.{method.__name__},
-...                               options={{"seed": 0, "maxiter": 200}})
->>> bool(res.fun < 10.0)
-True
-"""
+    method.__doc__ = _callable_doc(spec, method.__name__)
     return method
 
 
+def _option_groups(spec: MethodSpec) -> list[tuple[str, dict]]:
+    """The option tables of a method, titled: its own, its fallback's, the shared ones."""
+    groups = [("Method options", spec.options)]
+    if spec.fallback:
+        groups.append((f"Options of the fallback {spec.fallback}",
+                       get_method(spec.fallback).options))
+    groups += [("ZO options (shared by every ZO method)", SOLVER_OPTIONS),
+               ("Run options (minimize only, not ZOOptimizer)", DRIVER_OPTIONS)]
+    return [(title, table) for title, table in groups if table]
+
+
 def method_doc(name: str) -> str:
-    """The documentation of one method: its update and all of its options."""
+    """The documentation of one method, as ``show_options`` prints it: its update and all
+    of its options, grouped."""
     spec = get_method(name)
     lines = [f"{spec.name}: {spec.summary}", "", spec.doc.format(base_step=spec.base_step), ""]
-    sections = [("Method options", spec.options),
-                ("ZO options (shared by every ZO method)", SOLVER_OPTIONS),
-                ("Run options", DRIVER_OPTIONS)]
-    if spec.fallback:
-        sections.insert(1, (f"Options of the fallback {spec.fallback}",
-                            get_method(spec.fallback).options))
-    for title, table in sections:
-        if not table:
-            continue
+    for title, table in _option_groups(spec):
         lines += [title, "-" * len(title)]
         for opt in table.values():
             lines += [f"{opt.name} : default {opt.default!r}", f"    {opt.doc}"]
         lines.append("")
     return "\n".join(lines)
+
+
+def _callable_doc(spec: MethodSpec, name: str) -> str:
+    """The numpydoc docstring of a method's public callable (the same facts as
+    ``method_doc``, with the options under Other Parameters)."""
+    groups = _option_groups(spec)
+    options = [line for _, table in groups for opt in table.values()
+               for line in (f"{opt.name} : default {opt.default!r}", f"    {opt.doc}")]
+    grouping = "\n".join(f"{title}: {', '.join(table)}." for title, table in groups)
+    return f"""{spec.summary}
+
+{spec.doc.format(base_step=spec.base_step)}
+
+Parameters
+----------
+fun : callable
+    ``fun(x, *args) -> float``: the objective, of which only values are used.
+x0 : array_like of shape (d,)
+    The starting point; never modified.
+args : tuple, optional
+    Extra arguments of ``fun``.
+jac, hess, hessp, constraints : optional
+    Ignored, with a RuntimeWarning (``jac=True``: ``fun`` returns (f, gradient) and
+    the gradient is dropped).
+bounds : scipy.optimize.Bounds or sequence of (min, max), optional
+    Box constraints, honoured by every query and iterate.
+callback : callable, optional
+    As for :func:`zominimize.minimize`.
+**options
+    The options below; ``zominimize.show_options("{spec.name}")`` prints them.
+
+Returns
+-------
+scipy.optimize.OptimizeResult
+    As for :func:`zominimize.minimize`.
+
+Other Parameters
+----------------
+""" + "\n".join(options) + f"""
+
+Notes
+-----
+{grouping}
+
+Examples
+--------
+>>> import numpy as np, scipy.optimize, zominimize
+>>> res = scipy.optimize.minimize(lambda x: float(x @ x), np.ones(10),
+...                               method=zominimize.{name},
+...                               options={{"seed": 0, "maxiter": 200}})
+>>> bool(res.fun < 10.0)
+True
+"""
 
 
 zo_sgd = _public_callable(ZO_SGD)

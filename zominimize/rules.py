@@ -4,6 +4,9 @@
 floats); ``rule.update(g, f, state)`` returns ``(step, new_state)`` for the estimate g
 and the value f at the iterate, where ``step`` is added to the iterate. Nothing is
 modified in place, so a state can be saved, restored and compared freely.
+
+ZO-AdaMM's arithmetic (:func:`adamm_moments`, :func:`adamm_step`) takes numpy arrays
+or torch tensors, so that the learned optimizer and its meta-training use this one.
 """
 
 from __future__ import annotations
@@ -99,10 +102,58 @@ def sign_sgd(lr: float, halve_after: int) -> Rule:
 
 
 class AdaMMState(NamedTuple):
+    """ZO-AdaMM's moments: the step count, m, v and the largest v so far (arrays of one shape)."""
+
     count: int
-    m: np.ndarray
-    v: np.ndarray
-    v_max: np.ndarray
+    m: Any
+    v: Any
+    v_max: Any
+
+
+def ema(average, value, beta: float):
+    """The running mean ``beta * average + (1 - beta) * value`` (numpy or torch)."""
+    return beta * average + (1 - beta) * value
+
+
+def _is_tensor(a) -> bool:
+    """Whether ``a`` is a torch tensor (told without importing torch)."""
+    return type(a).__module__.startswith("torch")
+
+
+def _maximum(a, b):
+    return a.maximum(b) if _is_tensor(a) else np.maximum(a, b)
+
+
+def _sqrt(a):
+    return a.sqrt() if _is_tensor(a) else np.sqrt(a)
+
+
+def adamm_moments(state: AdaMMState, g, beta1: float, beta2: float) -> AdaMMState:
+    """ZO-AdaMM's moments after the estimate ``g``.
+
+    Written once for numpy arrays (the ``zo-adamm`` rule) and torch tensors (the learned
+    design's features and meta-training's reference), of any shape: only the maximum
+    and the square root (in :func:`adamm_rms`) differ between the two and are dispatched
+    on the array type. The moments agree bit for bit; torch's vectorised square root on
+    a CPU can differ from numpy's in the last place.
+    """
+    v = ema(state.v, g * g, beta2)
+    return AdaMMState(state.count + 1, ema(state.m, g, beta1), v, _maximum(state.v_max, v))
+
+
+def adamm_rms(state: AdaMMState, beta2: float):
+    """The bias-corrected, max-corrected RMS sqrt(v^_t / (1 - b2^t)) of ``state``."""
+    return _sqrt(state.v_max / (1 - beta2 ** state.count))
+
+
+def adamm_step(state: AdaMMState, lr, beta1: float, beta2: float, eps: float):
+    """ZO-AdaMM's step from the moments (after :func:`adamm_moments`):
+    -lr [m / (1 - b1^t)] / (rms + eps). ``lr`` is a number or an array that broadcasts."""
+    denom = adamm_rms(state, beta2)
+    denom += eps
+    step = state.m / denom
+    step *= -lr / (1 - beta1 ** state.count)
+    return step
 
 
 def adamm(lr: float, beta1: float, beta2: float, eps: float) -> Rule:
@@ -113,6 +164,8 @@ def adamm(lr: float, beta1: float, beta2: float, eps: float) -> Rule:
 
     The bias corrections (as in torch's Adam with amsgrad=True) make the first
     steps about lr per coordinate, so ``lr`` means the same from the first step on.
+    The arithmetic is :func:`adamm_moments` and :func:`adamm_step`, which the learned
+    optimizer and its meta-training share.
     """
 
     def init(d: int) -> AdaMMState:
@@ -120,14 +173,7 @@ def adamm(lr: float, beta1: float, beta2: float, eps: float) -> Rule:
         return AdaMMState(count=0, m=zeros, v=zeros, v_max=zeros)
 
     def update(g: np.ndarray, f: float, state: AdaMMState):
-        count = state.count + 1
-        m = beta1 * state.m + (1 - beta1) * g
-        v = beta2 * state.v + (1 - beta2) * np.square(g)
-        v_max = np.maximum(state.v_max, v)
-        denom = np.sqrt(v_max / (1 - beta2 ** count))
-        denom += eps
-        step = m / denom
-        step *= -lr / (1 - beta1 ** count)
-        return step, AdaMMState(count, m, v, v_max)
+        state = adamm_moments(state, g, beta1, beta2)
+        return adamm_step(state, lr, beta1, beta2, eps), state
 
     return Rule(init, update, AdaMMState)

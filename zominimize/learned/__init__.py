@@ -1,18 +1,22 @@
 """The learned ZO optimizer (Ruan et al., ICLR 2020): UpdateRNN and QueryRNN.
 
-``nets`` holds the networks and their features (shared with meta-training),
-``weights`` the safe loading of the shipped or user-trained weights, ``rule`` the
-adapters that make the networks an update rule and a query sampler. This module
-says whether a learned method can run here and builds its parts; torch is
-imported only when a learned method actually runs.
+``designs`` holds the two shipped designs and the QueryRNN, ``nets`` the coordinate-wise
+LSTM, ``weights`` the safe loading of the shipped or user-trained weights, and ``rule``
+the adapters that make a design an update rule and the QueryRNN a query sampler. This
+module loads a weight set once for a run and builds those parts; torch is imported only
+when a learned method actually runs.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+from typing import Any, NamedTuple
 
-from ..errors import WeightsError
 from . import weights
+
+#: Why a learned method cannot run without torch.
+TORCH_MISSING = "torch is not installed; pip install 'zominimize[learned]'"
 
 
 def fallback_allowed(options: dict) -> bool:
@@ -21,92 +25,84 @@ def fallback_allowed(options: dict) -> bool:
     return options.get("weights") is None if choice is None else bool(choice)
 
 
-def availability(weight_set: str):
-    """``unavailable(options)`` for the learned methods that use ``weight_set``.
+class LearnedParts(NamedTuple):
+    """What a run of a learned method loaded: the weight set's manifest entry, the
+    UpdateRNN and the QueryRNN (on ``device``, in eval mode), the torch device and the
+    design (:class:`zominimize.learned.designs.Design`)."""
 
-    Returns why the method cannot run (torch missing, weights missing, corrupt or
-    of another architecture) when falling back is allowed, and raises otherwise
-    (ImportError, WeightsError). It loads the weights and builds the networks (as the
-    run will, from the same cache), so that every problem with a weight set meets
-    the fallback policy here rather than escaping it later.
-    """
-
-    def unavailable(options: dict) -> str | None:
-        if importlib.util.find_spec("torch") is None:
-            reason = "torch is not installed; pip install 'zominimize[learned]'"
-            if not fallback_allowed(options):
-                raise ImportError(reason)
-            return reason
-        try:
-            location = options.get("weights")
-            nets_for(None if location is None else str(location), weight_set,
-                     options.get("device", "auto"))
-        except WeightsError as exc:
-            if not fallback_allowed(options):
-                raise
-            return str(exc)
-        return None
-
-    return unavailable
+    entry: dict
+    update: Any
+    query: Any
+    device: Any
+    design: Any
 
 
-#: Networks built so far: (file, sha256, features, step form, device) -> (device, nets).
-_NETS: dict[tuple, tuple] = {}
-_CACHED_NETS = 8
+#: Networks built so far: (file, sha256, design name, device option) -> LearnedParts.
+_PARTS: dict[tuple, LearnedParts] = {}
+_CACHED_PARTS = 8
 
 
-def nets_for(location: str | None, weight_set: str, device: str):
-    """(manifest entry, UpdateRNN, QueryRNN, torch device) for a run.
+def load_parts(weight_set: str, location: str | os.PathLike | None,
+               device: str) -> LearnedParts:
+    """Load and check a weight set and build its networks, for one run.
 
-    The weights are loaded (and so checked) on every call; the networks are built
-    once per file content, feature set, step form and device, so a file changed on
+    The weights are read and checked on every call (see :func:`weights.load`); the
+    networks are built once per file content, design and device, so a file changed on
     disk never runs on networks built from its former content.
+
+    Parameters
+    ----------
+    weight_set : str
+        The set to load ("l2l-zo", "l2l-zo-paper"); a user's folder that holds a
+        single set provides it whatever its name.
+    location : str, path or None
+        A weights folder or manifest; None for the shipped weights.
+    device : str
+        The ``device`` option: "auto", "cpu" or "cuda".
+
+    Returns
+    -------
+    LearnedParts
+
+    Raises
+    ------
+    ImportError
+        When torch is not installed.
+    WeightsError
+        For any problem with the weights.
+    ValueError
+        For device="cuda" without a CUDA device.
     """
-    entry, tensors = weights.load(location, weight_set)
-    key = (entry["path"], entry["sha256"], entry.get("features", "rms"),
-           entry.get("step_form", "direct"), device)
-    if key not in _NETS:
+    if importlib.util.find_spec("torch") is None:
+        raise ImportError(TORCH_MISSING)
+    entry, tensors = weights.load(None if location is None else os.fspath(location), weight_set)
+    design = weights.design_of(entry)
+    key = (entry["path"], entry["sha256"], design.name, device)
+    if key not in _PARTS:
         from .rule import resolve_device
         torch_device = resolve_device(device)
         update, query = weights.build_nets(entry, tensors, torch_device)
-        if len(_NETS) >= _CACHED_NETS:
-            _NETS.pop(next(iter(_NETS)))
-        _NETS[key] = (torch_device, update, query)
-    torch_device, update, query = _NETS[key]
-    return entry, update, query, torch_device
+        if len(_PARTS) >= _CACHED_PARTS:
+            _PARTS.pop(next(iter(_PARTS)))
+        _PARTS[key] = LearnedParts(entry, update, query, torch_device, design)
+    return _PARTS[key]._replace(entry=entry)
 
 
-#: Forget the built networks (as the former lru_cache's method did).
-nets_for.cache_clear = _NETS.clear
+def clear_cache() -> None:
+    """Forget the built networks and the read tensors."""
+    _PARTS.clear()
+    weights.load.cache_clear()
 
 
-def parts(settings: dict, weight_set: str):
-    """(entry, update net, query net, device, lr) for a run with these settings."""
-    location = settings["weights"]
-    entry, update, query, device = nets_for(None if location is None else str(location),
-                                            weight_set, settings["device"])
-    lr = settings["lr"] if settings["lr"] is not None else settings["step"]
-    return entry, update, query, device, lr
+def make_update_rule(parts: LearnedParts, lr: float):
+    """The UpdateRNN of ``parts`` as a :class:`zominimize.rules.Rule` with step size ``lr``."""
+    from .rule import learned_rule
+    return learned_rule(parts.update, parts.design, lr, parts.device)
 
 
-def update_rule(weight_set: str):
-    """``make_rule(settings)`` for a method that steps with the UpdateRNN."""
+def make_query_sampler(parts: LearnedParts, lr: float, query_ratio: float):
+    """The QueryRNN of ``parts`` as a :class:`zominimize.samplers.Sampler`: its scales in a
+    share ``query_ratio`` of the iterations, N(0, I) in the others."""
+    from .rule import learned_sampler
+    return learned_sampler(parts.query, lr, query_ratio, parts.device)
 
-    def make_rule(settings: dict):
-        from .rule import learned_rule
-        entry, update, _, device, lr = parts(settings, weight_set)
-        return learned_rule(update, lr, entry.get("features", "rms"),
-                            entry.get("step_form", "direct"), device)
-
-    return make_rule
-
-
-def query_sampler(weight_set: str):
-    """``make_sampler(settings)`` for a method that queries with the QueryRNN."""
-
-    def make_sampler(settings: dict):
-        from .rule import learned_sampler
-        _, _, query, device, lr = parts(settings, weight_set)
-        return learned_sampler(query, lr, settings["query_ratio"], device)
-
-    return make_sampler

@@ -2,13 +2,12 @@
 
 A weights folder holds ``manifest.json`` and one ``.pt`` file per weight set. The
 manifest records the format version and, for each named set, its file, sha256,
-architecture, feature set, step form (absent for sets written before step forms
-existed: "direct"), and how it was trained (configuration, task families,
-command, final metrics). Files are read with ``torch.load(weights_only=True)``: no
-pickled code is ever executed. The hash and the architecture are checked before
-the tensors are used, and the tensors must be the networks' (names, shapes, dtype)
-and finite; every problem raises WeightsError naming the file and what is wrong.
-A manifest may only name plain files in its own folder.
+architecture, design (its "features" and "step_form") and how it was trained. Files
+are read with ``torch.load(weights_only=True)``, so no pickled code is ever executed.
+The hash, the design and the architecture are checked before the tensors are used,
+and the tensors must be the networks' (names, shapes, dtype) and finite; every
+problem raises WeightsError naming the file and what is wrong. A manifest may only
+name plain files in its own folder.
 """
 
 from __future__ import annotations
@@ -27,29 +26,12 @@ MANIFEST = "manifest.json"
 DEFAULT_SET = "l2l-zo"
 
 
-def architecture(step_form: str = "direct", features: str = "rms") -> dict:
-    """The architecture this version of zominimize builds for a step form and feature set
-    (compared with the manifest's). The "adam" form's UpdateRNN has two outputs per
-    coordinate, and the coherence features give it a third input; the "adam"
-    forms record the multiplier's range, the "adam-scale" form its name, and the
-    blend forms also the blend's offset and the fast moment's decay ("adam-blend-slow":
-    and the blend weight's decay)."""
-    from .nets import (BETA_FAST, BETA_W, BLEND_FORMS, BLEND_OFFSET, HEAD_SCALE, HIDDEN,
-                       LOG_RANGE, UPDATE_INPUTS, UPDATE_OUTPUTS)
-    layout = {"cell": "lstm", "hidden": HIDDEN, "inputs": 2, "bias": False,
-              "head_scale": HEAD_SCALE, "nets": ["update", "query"]}
-    if step_form == "adam":
-        layout.update(update_outputs=UPDATE_OUTPUTS[step_form], log_range=LOG_RANGE)
-    elif step_form == "adam-scale":
-        layout.update(update_step="adam-scale", log_range=LOG_RANGE)
-    elif step_form in BLEND_FORMS:
-        layout.update(update_step=step_form, update_outputs=UPDATE_OUTPUTS[step_form],
-                      log_range=LOG_RANGE, blend_offset=BLEND_OFFSET, beta_fast=BETA_FAST)
-        if step_form == "adam-blend-slow":
-            layout.update(beta_w=BETA_W)
-    if UPDATE_INPUTS.get(features, 2) != 2:
-        layout.update(update_inputs=UPDATE_INPUTS[features])
-    return layout
+def architecture(design) -> dict:
+    """The architecture this zominimize builds for ``design``, as the manifest records it
+    (and as :func:`load` compares with the manifest's)."""
+    from .nets import HEAD_SCALE, HIDDEN
+    return {"cell": "lstm", "hidden": HIDDEN, "inputs": 2, "bias": False,
+            "head_scale": HEAD_SCALE, "nets": ["update", "query"], **design.architecture}
 
 
 def shipped_dirs() -> list[Path]:
@@ -112,7 +94,8 @@ def check_entry(manifest_path: Path, name: str, entry) -> None:
     """Raise WeightsError unless the manifest entry of set ``name`` has fields of the right type.
 
     "file" and "sha256" are required strings, "features" and "step_form" optional
-    strings, "architecture" an object, "training" an optional object.
+    strings (by default "rms" and "direct", as written before they existed),
+    "architecture" an object, "training" an optional object.
     """
     where = f"{manifest_path}: weight set {name!r}"
     if not isinstance(entry, dict):
@@ -180,15 +163,15 @@ def read_tensors(file: Path, data: bytes) -> dict:
                            f"({type(exc).__name__}: {first})") from None
 
 
-def check_tensors(file: Path, tensors, features: str, step_form: str) -> None:
+def check_tensors(file: Path, tensors, design) -> None:
     """Raise WeightsError unless ``tensors`` holds the state dicts 'update' and 'query' of
-    the networks for ``features`` and ``step_form``: the same tensor names, shapes and
-    dtype, and only finite values (NaN weights would make every step NaN)."""
+    the networks of ``design``: the same tensor names, shapes and dtype, and only finite
+    values (NaN weights would make every step NaN)."""
     import torch
 
-    from .nets import make_nets
+    from .designs import make_nets
     with torch.device("meta"):  # shapes and dtypes only: no memory, no draw from torch's RNG
-        nets = make_nets(features, step_form)
+        nets = make_nets(design)
     if not isinstance(tensors, dict) or set(tensors) != {"update", "query"}:
         got = (sorted(map(str, tensors)) if isinstance(tensors, dict)
                else type(tensors).__name__)
@@ -216,10 +199,16 @@ def check_tensors(file: Path, tensors, features: str, step_form: str) -> None:
                                    f"(NaN or infinity)")
 
 
-#: Tensors read and checked so far, by (the sha256 of their file's bytes, feature set,
-#: step form): a changed file has another hash (see load).
+#: Tensors read and checked so far, by (the sha256 of their file's bytes, design name):
+#: a changed file has another hash (see load).
 _TENSORS: dict[tuple, dict] = {}
 _CACHED_FILES = 16
+
+
+def design_of(entry: dict):
+    """The design a manifest entry names by its "features" and "step_form"."""
+    from .designs import design_for
+    return design_for(entry.get("features", "rms"), entry.get("step_form", "direct"))
 
 
 def load(location: str | None = None, name: str | None = None) -> tuple[dict, dict]:
@@ -227,10 +216,15 @@ def load(location: str | None = None, name: str | None = None) -> tuple[dict, di
 
     ``name`` picks the set (default "l2l-zo"); a user's folder (``location``) that
     holds a single set provides it whatever its name. The manifest entry, the file's
-    place and sha256, the architecture and the tensors must fit the manifest and this
-    version's networks. Each call reads the manifest and hashes the file again (a few
-    KB), so a file changed on disk is checked again; only the parsed tensors are
-    cached, by hash.
+    place and sha256, the design, the architecture and the tensors must fit the
+    manifest and this version's networks. Each call reads the manifest and hashes the
+    file again (a few KB), so a file changed on disk is checked again; only the
+    parsed tensors are cached, by hash.
+
+    Raises
+    ------
+    WeightsError
+        For any problem, naming the file and what is wrong.
     """
     manifest_path = find_manifest(location)
     manifest = read_manifest(manifest_path)
@@ -251,20 +245,18 @@ def load(location: str | None = None, name: str | None = None) -> tuple[dict, di
     if actual != entry["sha256"]:
         raise WeightsError(f"{file}: sha256 {actual} does not match the manifest's "
                            f"{entry['sha256']} (corrupt or replaced file)")
-    from .nets import check_design
-    features, step_form = entry.get("features", "rms"), entry.get("step_form", "direct")
     try:
-        check_design(features, step_form)
+        design = design_of(entry)
     except ValueError as exc:
         raise WeightsError(f"{file}: {exc}") from None
-    expected = architecture(step_form, features)
+    expected = architecture(design)
     if entry["architecture"] != expected:
         raise WeightsError(f"{file}: architecture {entry['architecture']} does not "
                            f"match this zominimize's {expected}")
-    key = (actual, features, step_form)
+    key = (actual, design.name)
     if key not in _TENSORS:
         tensors = read_tensors(file, data)
-        check_tensors(file, tensors, features, step_form)
+        check_tensors(file, tensors, design)
         if len(_TENSORS) >= _CACHED_FILES:
             _TENSORS.pop(next(iter(_TENSORS)))
         _TENSORS[key] = tensors
@@ -278,8 +270,8 @@ load.cache_clear = _TENSORS.clear
 
 def build_nets(entry: dict, tensors: dict, device):
     """The (UpdateRNN, QueryRNN) of a loaded weight set, on ``device``, in eval mode."""
-    from .nets import make_nets
-    update, query = make_nets(entry.get("features", "rms"), entry.get("step_form", "direct"))
+    from .designs import make_nets
+    update, query = make_nets(design_of(entry))
     for net, key in ((update, "update"), (query, "query")):
         try:
             net.load_state_dict(tensors[key])
@@ -292,13 +284,30 @@ def build_nets(entry: dict, tensors: dict, device):
     return update, query
 
 
-def save(folder: Path, name: str, nets: tuple, features: str, step_form: str,
-         training: dict) -> Path:
+def save(folder: Path, name: str, nets: tuple, design, training: dict) -> Path:
     """Write a weight set and its manifest entry (the format :func:`load` reads).
 
     Other sets already in the folder's manifest are kept. The manifest is replaced
     atomically; where the platform has ``fcntl`` (not on Windows) a lock also keeps
     two trainings that finish together from losing one of their entries.
+
+    Parameters
+    ----------
+    folder : path
+        The weights folder (created if needed).
+    name : str
+        The weight set's name (its file is ``<name>.pt``).
+    nets : (torch.nn.Module, torch.nn.Module)
+        The UpdateRNN and the QueryRNN.
+    design : zominimize.learned.designs.Design
+        Their design.
+    training : dict
+        How they were trained (recorded as the entry's "training").
+
+    Returns
+    -------
+    pathlib.Path
+        The manifest's path.
     """
     import torch
 
@@ -319,8 +328,9 @@ def save(folder: Path, name: str, nets: tuple, features: str, step_form: str,
         manifest = (read_manifest(manifest_path) if manifest_path.is_file()
                     else {"format_version": FORMAT_VERSION, "weights": {}})
         manifest["weights"][name] = {"file": file.name, "sha256": sha256(file),
-                                     "architecture": architecture(step_form, features),
-                                     "features": features, "step_form": step_form,
+                                     "architecture": architecture(design),
+                                     "features": design.features,
+                                     "step_form": design.step_form,
                                      "training": training}
         handle, temporary = tempfile.mkstemp(dir=folder, prefix=".manifest.", suffix=".tmp")
         with os.fdopen(handle, "w") as out:

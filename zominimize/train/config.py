@@ -5,27 +5,25 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..learned.nets import check_design
+from ..learned.designs import design_for
 from .tasks import FAMILIES, MAX_SAMPLES
 
+#: The meta-losses: the paper's log(f_t / f_0), or log(1 + f_t / f_ref) against the better,
+#: on each task and step, of zo-adamm and zo-signsgd (see zominimize.train.trainer).
+META_LOSSES = ("log", "vs-best")
 
-META_LOSSES = ("log", "vs-adam", "vs-best")
-#: The meta-losses that run classic references alongside the learned optimizer.
-REFERENCE_LOSSES = ("vs-adam", "vs-best")
-#: How validation picks a stage's checkpoint: the lowest mean held-out meta-loss, or
-#: ("safe", reference losses only) the one least behind ZO-Adam on its worst held-out
-#: batch, then the lowest mean.
-SELECTIONS = ("mean", "safe")
-#: How episodes pick their family and dimension: by the family weights and uniformly over
-#: dims, or ("adaptive", reference losses only) also leaning towards the (family, dimension)
-#: cells whose recent episodes were furthest behind their reference (see
-#: trainer.cell_probabilities).
-TASK_SAMPLINGS = ("uniform", "adaptive")
-
-
-def _check_choice(name: str, value, choices: tuple) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+_RETIRED = "was retired; see research/experiment-log.md (reproduce at commit 8adf837)"
+#: Config keys of retired experiments, and what the kept code does instead.
+RETIRED_KEYS = {
+    "meta_gradient": "the meta-gradient is autograd's, through the training tasks",
+    "max_lead": "the vs-best reference is not held near zo-adamm",
+    "safe_margin": "checkpoints are selected by the mean held-out meta-loss",
+    "task_sampling": "task batches are drawn by the family weights and uniformly over dims",
+    "adaptive_sharpness": "task batches are drawn by the family weights and uniformly over "
+                          "dims",
+}
+#: Values of kept keys that named retired experiments.
+RETIRED_VALUES = {("meta_loss", "vs-adam"), ("selection", "safe")}
 
 
 def _is_positive_integer(value) -> bool:
@@ -34,39 +32,36 @@ def _is_positive_integer(value) -> bool:
 
 @dataclass(frozen=True)
 class StageConfig:
+    """One stage of meta-training: its episodes, the outer Adam's learning rate, and the
+    penalty lambda * mean(o^2) on the QueryRNN's output (stage 2)."""
+
     episodes: int
     lr: float
-    penalty: float = 0.0  # lambda * mean(o^2) on the QueryRNN's output (stage 2)
+    penalty: float = 0.0
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines a training run; the same config and seed give the same weights."""
+    """Everything that determines a training run; the same config and seed give the same
+    weights. The TOML keys are these fields (``stage1`` and ``stage2`` as tables)."""
 
     name: str = "l2l-zo"
-    features: str = "rms"
-    step_form: str = "direct"        # or "adam": the UpdateRNN corrects ZO-Adam's step
+    features: str = "rms-max-coherence-success"  # with step_form: the design
+    step_form: str = "adam-blend-slow"           # (see zominimize.learned.designs)
     seed: int = 0
     q: int = 20
     steps: int = 200                 # T, optimizer steps per episode
     truncation: int = 20             # one outer Adam step every this many steps
     base_step: float = 0.1
     mu_relative: float = 1e-4
-    meta_gradient: str = "autograd"  # or "zo": central differences (black-box)
-    meta_loss: str = "log"           # or "vs-adam" / "vs-best": log(1 + f_t / f_t of a
-    #                                  classic reference), see trainer
-    behind_penalty: float = 0.0      # vs-*: extra weight on the steps behind the reference
-    max_lead: float | None = None    # vs-best: the reference counts at most e^max_lead below
-    #                                  ZO-Adam (None: no limit)
-    selection: str = "mean"          # or "safe": see SELECTIONS
-    safe_margin: float = 0.0         # "safe": a worst batch this far above log 2 is not behind
-    task_sampling: str = "uniform"   # or "adaptive": see TASK_SAMPLINGS
+    meta_loss: str = "log"           # or "vs-best"
+    behind_penalty: float = 0.0      # vs-best: extra weight on the steps behind the reference
+    selection: str = "mean"          # a stage keeps the checkpoint of lowest held-out mean
     cells_per_episode: int = 1       # task batches per outer step, each drawn on its own
-    adaptive_sharpness: float = 20.0  # adaptive: a cell 0.1 further behind is e^2 as likely
     families: dict = field(default_factory=lambda: {f: 1.0 for f in FAMILIES})
     dims: tuple = (16, 32, 64)
     batch: int | tuple = 8           # tasks per episode (one family and dimension); or one
-                                     # number per entry of dims, so large d costs less
+    #                                  number per entry of dims, so large d costs less
     f_scale: tuple = (-3.0, 3.0)     # f multiplied by 10^U(f_scale)
     max_samples: int = MAX_SAMPLES   # data-driven families use min(2 d, max_samples) samples
     stage1: StageConfig = StageConfig(episodes=300, lr=1e-3)
@@ -76,31 +71,22 @@ class TrainConfig:
     validation_seed: int = 10_000
 
     def __post_init__(self):
-        check_design(self.features, self.step_form)
-        if self.meta_gradient not in ("autograd", "zo"):
-            raise ValueError(f"meta_gradient must be 'autograd' or 'zo', got {self.meta_gradient!r}")
-        _check_choice("meta_loss", self.meta_loss, META_LOSSES)
-        _check_choice("selection", self.selection, SELECTIONS)
-        _check_choice("task_sampling", self.task_sampling, TASK_SAMPLINGS)
+        for key in ("meta_loss", "selection"):
+            if (key, getattr(self, key)) in RETIRED_VALUES:
+                raise ValueError(f"{key} {getattr(self, key)!r} {_RETIRED}")
+        design_for(self.features, self.step_form)
+        if self.meta_loss not in META_LOSSES:
+            raise ValueError(f"meta_loss must be one of {META_LOSSES}, got {self.meta_loss!r}")
+        if self.selection != "mean":
+            raise ValueError(f"selection must be 'mean', got {self.selection!r}")
         if not _is_positive_integer(self.cells_per_episode):
             raise ValueError(f"cells_per_episode must be a positive integer, "
                              f"got {self.cells_per_episode!r}")
-        if self.max_lead is not None and (self.meta_loss != "vs-best"
-                                          or not self.max_lead >= 0):
-            raise ValueError(f"max_lead limits the 'vs-best' reference: it needs "
-                             f"meta_loss='vs-best' and a value >= 0, got max_lead="
-                             f"{self.max_lead!r} with meta_loss={self.meta_loss!r}")
-        for name in ("behind_penalty", "adaptive_sharpness", "safe_margin"):
-            if not getattr(self, name) >= 0:  # NaN fails too
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.safe_margin and self.selection != "safe":
-            raise ValueError(f"safe_margin applies to selection='safe', got "
-                             f"selection={self.selection!r}")
-        if ((self.selection == "safe" or self.behind_penalty or self.task_sampling == "adaptive")
-                and self.meta_loss not in REFERENCE_LOSSES):
-            raise ValueError(f"selection='safe', behind_penalty and task_sampling='adaptive' "
-                             f"compare with a classic reference: they need meta_loss "
-                             f"'vs-adam' or 'vs-best', got {self.meta_loss!r}")
+        if not self.behind_penalty >= 0:  # NaN fails too
+            raise ValueError(f"behind_penalty must be >= 0, got {self.behind_penalty!r}")
+        if self.behind_penalty and self.meta_loss != "vs-best":
+            raise ValueError(f"behind_penalty weighs the steps behind the 'vs-best' reference: "
+                             f"it needs meta_loss='vs-best', got {self.meta_loss!r}")
         unknown = set(self.families) - set(FAMILIES)
         if unknown:
             raise ValueError(f"unknown task families {sorted(unknown)}; known: {FAMILIES}")
@@ -114,6 +100,11 @@ class TrainConfig:
                              f"({self.truncation})")
 
     @property
+    def design(self):
+        """The design this config trains (:class:`zominimize.learned.designs.Design`)."""
+        return design_for(self.features, self.step_form)
+
+    @property
     def batches(self) -> tuple:
         """Tasks per episode for each entry of ``dims``."""
         return self.batch if isinstance(self.batch, tuple) else (self.batch,) * len(self.dims)
@@ -123,16 +114,26 @@ class TrainConfig:
         return self.batches[self.dims.index(d)]
 
     def as_dict(self) -> dict:
+        """The config as plain data (what checkpoints and the manifest record)."""
         return asdict(self)
 
 
 def load_config(path: str | Path) -> TrainConfig:
-    """Read a TOML config; keys not given take the defaults above; unknown keys are errors."""
+    """Read a TOML config: keys not given take the defaults of :class:`TrainConfig`.
+
+    Raises
+    ------
+    ValueError
+        For an unknown key, a key or value of a retired experiment (named, with where
+        to read about it), or a value the config does not accept.
+    """
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
     raw = tomllib.loads(Path(path).read_text())
+    for key in sorted(set(raw) & set(RETIRED_KEYS)):
+        raise ValueError(f"{path}: config key {key!r} {_RETIRED} ({RETIRED_KEYS[key]})")
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -143,4 +144,7 @@ def load_config(path: str | Path) -> TrainConfig:
     for key in ("dims", "f_scale", "batch"):
         if isinstance(raw.get(key), list):
             raw[key] = tuple(raw[key])
-    return TrainConfig(**raw)
+    try:
+        return TrainConfig(**raw)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None

@@ -1,30 +1,36 @@
 """The learned optimizer unrolled on a batch of training tasks, graph kept for meta-gradients.
 
-One step does what ``ZOOptimizer`` does with the learned rule and sampler (the
-same functions of ``zominimize.learned``): draw q directions u = eps * s, form the
-forward-difference estimate g at x, step with the UpdateRNN, and let the QueryRNN
-choose the next scales. What differs is only what the meta-gradient may see:
-
-* g is a constant with respect to x (the usual learning-to-learn truncation);
-* stage 1 (training the UpdateRNN): queries are N(0, I) and g is a constant;
-* stage 2 (training the QueryRNN): g depends on the QueryRNN through u, so the
-  gradient reaches it through the queries, as in the paper.
-
-The meta-gradient of f(x_{t+1}) comes from autograd through the (white-box)
-training task, or, with ``meta_gradient="zo"``, from coordinate-wise central
-differences (the paper's black-box option).
+One step does what ``ZOOptimizer`` does with the learned rule and sampler (the same
+design step and QueryRNN step of :mod:`zominimize.learned.designs`): draw q directions
+u = eps * s, form the forward-difference estimate g at x, step with the design, and let
+the QueryRNN choose the next scales. What differs is only what the meta-gradient may
+see: g is a constant with respect to x (the usual learning-to-learn truncation), so in
+stage 1 (training the UpdateRNN, N(0, I) queries) the gradient reaches the nets through
+the steps only, and in stage 2 (training the QueryRNN) also through the queries u, as
+in the paper. The meta-gradient of f(x_{t+1}) comes from autograd through the
+(white-box) training task.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 
-from .._optimizer import MU_RELATIVE, default_step
-from ..learned.nets import CoordinateLSTM, initial_moments
-from ..learned.rule import QueryState, UpdateState, query_step, update_step
+from .._call import MU_RELATIVE, default_step
+from ..learned.designs import L2L_ZO, Design, QueryState, query_init, query_step
+from ..learned.nets import CoordinateLSTM
+from ..rules import AdaMMState, adamm_moments, adamm_step
+
+
+class Stepper(NamedTuple):
+    """What the unroll steps with in a design's place: ``init(shape, device) -> state``
+    and ``step(net, g, f, state, lr) -> (step, state)``, as a Design's."""
+
+    name: str
+    init: Callable[..., Any]
+    step: Callable[..., tuple]
 
 
 @dataclass(frozen=True)
@@ -34,16 +40,17 @@ class UnrollSettings:
     q: int = 20
     base_step: float = 0.1        # lr = base_step * x_scale * sqrt(q / (q + d))
     mu_relative: float = MU_RELATIVE  # mu = mu_relative * x_scale
-    features: str = "rms"
-    step_form: str = "direct"
+    design: Design | Stepper = L2L_ZO  # what steps: a learned design, or ZO_ADAMM
     use_query: bool = False       # queries along the QueryRNN's scales
     train_query: bool = False     # let the meta-gradient reach the QueryRNN
-    meta_gradient: str = "autograd"
 
 
 class RunState(NamedTuple):
-    x: torch.Tensor               # (B, d) float64
-    update: UpdateState
+    """The unroll's state: the iterates (B, d) float64 and the design's and the
+    QueryRNN's states."""
+
+    x: torch.Tensor
+    update: Any
     query: QueryState
 
 
@@ -55,14 +62,10 @@ def step_sizes(x0: torch.Tensor, settings: UnrollSettings):
     return lr, settings.mu_relative * x_scale
 
 
-def initial_state(x0: torch.Tensor, update_net: CoordinateLSTM,
-                  query_net: CoordinateLSTM) -> RunState:
-    """Zero LSTM states and moments, s = 1: every run starts from scratch."""
+def initial_state(x0: torch.Tensor, settings: UnrollSettings) -> RunState:
+    """Zero states and s = 1: every run starts from scratch."""
     shape, device = tuple(x0.shape), x0.device
-    update = UpdateState(*update_net.initial_state(shape, device), initial_moments(shape, device))
-    ones = torch.ones(shape, dtype=torch.float64, device=device)
-    query = QueryState(*query_net.initial_state(shape, device), initial_moments(shape, device), ones)
-    return RunState(x0.clone(), update, query)
+    return RunState(x0.clone(), settings.design.init(shape, device), query_init(shape, device))
 
 
 def detach(state):
@@ -81,7 +84,7 @@ def forward_difference(f_x: torch.Tensor, f_q: torch.Tensor, u: torch.Tensor,
     return (((f_q - f_x) / mu.reshape(-1)).unsqueeze(-1) * u).mean(0)
 
 
-def unroll_step(fun, state: RunState, eps: torch.Tensor, update_net: CoordinateLSTM,
+def unroll_step(fun, state: RunState, eps: torch.Tensor, update_net: CoordinateLSTM | None,
                 query_net: CoordinateLSTM, lr, mu, settings: UnrollSettings):
     """One optimizer step on the batch; eps (q, B, d) are the standard draws.
 
@@ -97,38 +100,31 @@ def unroll_step(fun, state: RunState, eps: torch.Tensor, update_net: CoordinateL
     if not settings.train_query:
         f_q = f_q.detach()
     g = forward_difference(f_x, f_q, u, mu)
-    step, update = update_step(update_net, g, f_x, state.update, lr, settings.features,
-                               settings.step_form)
+    step, update = settings.design.step(update_net, g, f_x, state.update, lr)
     query, out = state.query, None
     if settings.use_query:
         query, out = query_step(query_net, g.detach(), step.detach(), state.query, lr)
     return RunState(state.x + step, update, query), g, step, out
 
 
-class _CentralDifferenceValue(torch.autograd.Function):
-    """f(x) whose backward pass uses coordinate-wise central differences."""
+# ---------------------------------------------------------------- the zo-adamm reference
 
-    @staticmethod
-    def forward(ctx, x, fun, h):
-        ctx.save_for_backward(x.detach())
-        ctx.fun, ctx.h = fun, h
-        with torch.no_grad():
-            return fun(x.detach())
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        (x,) = ctx.saved_tensors
-        d = x.shape[-1]
-        eye = torch.eye(d, dtype=x.dtype, device=x.device).unsqueeze(1)  # (d, 1, d)
-        with torch.no_grad():
-            diff = ctx.fun(x + ctx.h * eye) - ctx.fun(x - ctx.h * eye)    # (d, B)
-            h = torch.as_tensor(ctx.h, dtype=x.dtype).reshape(-1)          # (B,) or (1,)
-            grad = (diff / (2 * h)).transpose(0, 1)                       # (B, d)
-        return grad * grad_out.unsqueeze(-1), None, None
+#: The decays and eps of the reference, the ``zo-adamm`` method's defaults.
+REFERENCE_BETAS, REFERENCE_EPS = (0.9, 0.999), 1e-8
 
 
-def value(fun, x: torch.Tensor, mu, settings: UnrollSettings) -> torch.Tensor:
-    """f(x) for the meta-loss, differentiable by autograd or by central differences."""
-    if settings.meta_gradient == "zo":
-        return _CentralDifferenceValue.apply(x, fun, mu)
-    return fun(x)
+def _adamm_init(shape, device=None) -> AdaMMState:
+    zeros = torch.zeros(shape, dtype=torch.float64, device=device)
+    return AdaMMState(0, zeros, zeros, zeros)
+
+
+def _adamm_design_step(net, g, f, state: AdaMMState, lr):
+    state = adamm_moments(state, g, *REFERENCE_BETAS)
+    return adamm_step(state, lr, *REFERENCE_BETAS, REFERENCE_EPS), state
+
+
+#: The package's zo-adamm, stepped by the unroll in a design's place (its step reads no
+#: net): the reference that validation and the "vs-best" meta-loss compare the learned
+#: design with, on the same draws. Its arithmetic is the zo-adamm rule's
+#: (zominimize.rules.adamm_moments and adamm_step).
+ZO_ADAMM = Stepper("zo-adamm", _adamm_init, _adamm_design_step)

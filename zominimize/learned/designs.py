@@ -1,0 +1,395 @@
+"""The two learned designs that ship, each a short step function composed of small pieces.
+
+A design says what the UpdateRNN reads and how its output becomes a step; it owns its
+state, and its ``step`` is used as it is by inference (:mod:`zominimize.learned.rule`)
+and by meta-training (:mod:`zominimize.train`), so that an inference step is a step of
+the training unroll. The QueryRNN is the same for both designs (:func:`query_step`).
+
+* ``L2L_ZO`` (weight set "l2l-zo"): ZO-AdaMM's moments, the coherence of the estimates
+  and the success rate of f feed the LSTM, whose two outputs rescale ZO-AdaMM's step and
+  move its normalisation slowly towards a fast RMS (sign-like steps at that end).
+* ``PAPER`` (weight set "l2l-zo-paper"): the paper's design, the raw estimate in and an
+  absolute step out.
+
+Designs that were tried and not shipped are described in research/experiment-log.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+import torch
+
+from ..rules import AdaMMState, adamm_moments, adamm_rms, ema
+from .nets import HIDDEN, CoordinateLSTM
+
+#: ZO-AdaMM's decays (those of the ``zo-adamm`` method's defaults).
+BETA1, BETA2 = 0.9, 0.999
+#: Decays of the running coherence and success rate.
+BETA_C, BETA_S = 0.9, 0.9
+#: Decay of the fast second moment (BETA1's, so that |m^| <= rms_fast).
+BETA_FAST = BETA1
+#: Decay of the running blend weight.
+BETA_W = 0.9
+#: The blend weight is sigmoid(b - BLEND_OFFSET), so that an untrained net stays near ZO-AdaMM.
+BLEND_OFFSET = 4.0
+#: The step multiplier exp(LOG_RANGE tanh(a / LOG_RANGE)) lies within exp(+-LOG_RANGE).
+LOG_RANGE = 3.0
+#: Floor of a normalising RMS, relative to its largest value over the coordinates.
+RELATIVE_FLOOR = 1e-12
+
+
+class Design(NamedTuple):
+    """A learned update rule: what the UpdateRNN reads and how its output becomes a step.
+
+    Attributes
+    ----------
+    name : str
+        The weight set that ships with this design.
+    features, step_form : str
+        How a weight set's manifest entry names the design.
+    n_inputs, n_outputs : int
+        Inputs and outputs per coordinate of the UpdateRNN.
+    state_type : type
+        The NamedTuple of its state.
+    init : callable
+        ``init(shape, device) -> state``: the state before the first step, for
+        coordinates of ``shape`` ((d,) at inference, (tasks, d) in training).
+    step : callable
+        ``step(net, g, f, state, lr) -> (step, state)``: the step (float64, the shape of
+        g) for the estimate g (float64) and the value f at the iterate (a number, or a
+        tensor per task), with the run's step size lr.
+    export, restore : callable
+        ``export(state) -> dict`` of numpy arrays and numbers, and
+        ``restore(dict, device) -> state``: the state in a checkpoint (see
+        :func:`checkpoint_moments`).
+    architecture : dict
+        What the manifest's "architecture" records for this design beyond the layout
+        shared by all (see :func:`zominimize.learned.weights.architecture`).
+    """
+
+    name: str
+    features: str
+    step_form: str
+    n_inputs: int
+    n_outputs: int
+    state_type: type
+    init: Callable[..., Any]
+    step: Callable[..., tuple]
+    export: Callable[[Any], dict]
+    restore: Callable[[dict, Any], Any]
+    architecture: dict
+
+
+def make_nets(design: Design) -> tuple[CoordinateLSTM, CoordinateLSTM]:
+    """A fresh (UpdateRNN, QueryRNN) pair for ``design`` (the QueryRNN reads 2 inputs)."""
+    return (CoordinateLSTM(design.n_inputs, outputs=design.n_outputs), CoordinateLSTM(2))
+
+
+# ---------------------------------------------------------------- pieces
+
+def lstm_state(shape, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero (h, c) of shape (..., HIDDEN, d) for coordinates of ``shape`` (..., d)."""
+    *lead, d = shape
+    zeros = torch.zeros(*lead, HIDDEN, d, device=device)
+    return zeros, zeros.clone()
+
+
+def floored(rms: torch.Tensor) -> torch.Tensor:
+    """``rms`` plus RELATIVE_FLOOR times its largest value over the coordinates: an RMS to
+    divide by that keeps the quotient scale-free and finite."""
+    return rms + RELATIVE_FLOOR * rms.amax(dim=-1, keepdim=True).clamp_min(
+        torch.finfo(torch.float64).tiny)
+
+
+def corrected_since_second_step(running: torch.Tensor, beta: float, count: int,
+                                before: float) -> torch.Tensor:
+    """A running mean (decay ``beta``) over the count - 1 steps after the first,
+    bias-corrected; ``before`` until there is one."""
+    observed = max(count - 1, 0)
+    if observed == 0:
+        return torch.full_like(running, before)
+    return running / (1 - beta ** observed)
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """cos(a, b) along the last axis, kept as a size-1 axis; 0 where either is zero."""
+    norms = a.norm(dim=-1, keepdim=True) * b.norm(dim=-1, keepdim=True)
+    dot = (a * b).sum(-1, keepdim=True)
+    return torch.where(norms > 0, dot / norms.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+
+
+def coherence_update(running: torch.Tensor, g: torch.Tensor,
+                     moments: AdaMMState) -> torch.Tensor:
+    """The running coherence after g: the mean of cos(g_t, m_{t-1}) with the momentum
+    before it takes in g (unchanged at the first step, which has none). Consecutive
+    estimates share the gradient and not the noise, so the coherence tells how much of
+    a step is signal, and turns negative when the steps overshoot."""
+    if not moments.count:
+        return running
+    return ema(running, cosine(g, moments.m), BETA_C)
+
+
+def success_update(rate: torch.Tensor, f_last: torch.Tensor, f,
+                   count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The running rate of 1[f < f_last] and the new f_last, from the value f at the
+    iterate (a number or a tensor per task): whether the steps still pay."""
+    f = torch.as_tensor(f, dtype=f_last.dtype, device=f_last.device).reshape(f_last.shape)
+    if not count:
+        return rate, f
+    return ema(rate, (f < f_last).double(), BETA_S), f
+
+
+def log_fast_ratio(v_fast: torch.Tensor, count: int, rms: torch.Tensor) -> torch.Tensor:
+    """log(rms_fast / rms) per coordinate, rms_fast the bias-corrected and floored RMS of
+    the fast second moment."""
+    fast = floored(torch.sqrt(v_fast / (1 - BETA_FAST ** count)))
+    return torch.log(fast) - torch.log(rms)
+
+
+def slow_blend(b: torch.Tensor, log_fast: torch.Tensor,
+               blend: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The blend's log-multiplier of Adam's step, -w log(rms_fast / rms), and the new w: the
+    running mean (decay BETA_W) of the net's proposals sigmoid(b - BLEND_OFFSET). A slow w
+    does not flicker with the noise of the inputs near an optimum, where rms / rms_fast
+    grows."""
+    w = ema(blend, torch.sigmoid(b - BLEND_OFFSET).double(), BETA_W)
+    return -(w * log_fast).to(b.dtype), w
+
+
+def scaled_adam_step(a: torch.Tensor, m_normalised: torch.Tensor,
+                     log_factor: torch.Tensor) -> torch.Tensor:
+    """Adam's step in units of lr, -m^ / rms, times exp(LOG_RANGE tanh(a / LOG_RANGE) +
+    log_factor): the net's bounded multiplier, and the blend. Every coordinate keeps the
+    sign of Adam's step."""
+    if torch.is_grad_enabled():
+        return -torch.exp(LOG_RANGE * torch.tanh(a / LOG_RANGE) + log_factor) * m_normalised
+    # the same arithmetic in place, for inference at large d
+    exponent = torch.tanh(a / LOG_RANGE).mul_(LOG_RANGE).add_(log_factor)
+    return exponent.exp_().mul_(m_normalised).neg_()
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy().copy()
+
+
+def _tensor(data, device) -> torch.Tensor:
+    return torch.as_tensor(data, device=device)
+
+
+#: What a checkpoint's "moments" holds for a value a design does not keep.
+_PLACEHOLDERS = {"m": 0.0, "v": 0.0, "coherence": 0.0, "success": 0.0, "f_last": np.nan,
+                 "v_fast": 0.0, "blend": 0.0}
+
+
+def checkpoint_moments(count: int = 0, **kept: torch.Tensor) -> dict:
+    """The "moments" of a design's state in a checkpoint (``state_dict()``).
+
+    Every design writes the same keys, count, m, v, coherence, success, f_last, v_fast
+    and blend (and v_max once it is ZO-AdaMM's own), as zominimize did when all
+    designs shared one state: the values it keeps, and a size-1 placeholder for the
+    others, so that checkpoints written before and after load in either version.
+    """
+    data = {"count": count, **{key: np.full(1, value) for key, value in _PLACEHOLDERS.items()}}
+    data.update({key: _numpy(value) for key, value in kept.items()})
+    return data
+
+
+# ---------------------------------------------------------------- l2l-zo
+
+class L2LZOState(NamedTuple):
+    """The state of the l2l-zo design: the LSTM's (h, c), ZO-AdaMM's moments (float64,
+    per coordinate), the running coherence, success rate and last f (per run: (..., 1)),
+    the fast second moment and the blend weight (per coordinate; (..., 1) zeros before
+    the first step)."""
+
+    h: torch.Tensor
+    c: torch.Tensor
+    adamm: AdaMMState
+    coherence: torch.Tensor
+    success: torch.Tensor
+    f_last: torch.Tensor
+    v_fast: torch.Tensor
+    blend: torch.Tensor
+
+
+def l2l_zo_init(shape, device=None) -> L2LZOState:
+    """Zero state (f_last NaN) for coordinates of ``shape`` (..., d)."""
+    zeros = torch.zeros(shape, dtype=torch.float64, device=device)
+    one = zeros[..., :1]
+    v = zeros.clone()
+    return L2LZOState(*lstm_state(shape, device), AdaMMState(0, zeros, v, v), one.clone(),
+                      one.clone(), torch.full_like(one, float("nan")), one.clone(), one.clone())
+
+
+def l2l_zo_step(net: CoordinateLSTM, g: torch.Tensor, f, state: L2LZOState,
+                lr) -> tuple[torch.Tensor, L2LZOState]:
+    """One step of the l2l-zo design.
+
+    The UpdateRNN reads, per coordinate, g and ZO-AdaMM's bias-corrected momentum m^,
+    both over ZO-AdaMM's RMS (scale-free), and two inputs shared by all coordinates:
+    the coherence and 2 r - 1 from the success rate r. Its outputs (a, b) give the step
+    -lr exp(A tanh(a / A)) m^ / (rms^(1 - w) rms_fast^w), w the slow blend of
+    sigmoid(b - BLEND_OFFSET): a zero head is close to ZO-AdaMM.
+    """
+    coherence = coherence_update(state.coherence, g, state.adamm)
+    success, f_last = success_update(state.success, state.f_last, f, state.adamm.count)
+    moments = adamm_moments(state.adamm, g, BETA1, BETA2)
+    v_fast = ema(state.v_fast, g * g, BETA_FAST)
+    rms = floored(adamm_rms(moments, BETA2))
+    m_normalised = (moments.m / (1 - BETA1 ** moments.count)) / rms
+    shared = [corrected_since_second_step(coherence, BETA_C, moments.count, 0.0),
+              2 * corrected_since_second_step(success, BETA_S, moments.count, 0.5) - 1]
+    inputs = torch.stack([g / rms, m_normalised, *(row.expand_as(g) for row in shared)],
+                         dim=-2).float()
+    out, (h, c) = net(inputs, (state.h, state.c))
+    log_factor, blend = slow_blend(out[..., 1, :], log_fast_ratio(v_fast, moments.count, rms),
+                                   state.blend)
+    step = scaled_adam_step(out[..., 0, :], inputs[..., 1, :], log_factor).double().mul_(lr)
+    return step, L2LZOState(h, c, moments, coherence, success, f_last, v_fast, blend)
+
+
+def _l2l_zo_export(state: L2LZOState) -> dict:
+    moments = state.adamm
+    kept = dict(m=moments.m, v=moments.v, coherence=state.coherence, success=state.success,
+                f_last=state.f_last, v_fast=state.v_fast, blend=state.blend)
+    if moments.count:  # v_max is v itself until the first step
+        kept["v_max"] = moments.v_max
+    return {"h": _numpy(state.h), "c": _numpy(state.c),
+            "moments": checkpoint_moments(moments.count, **kept)}
+
+
+def _l2l_zo_restore(data: dict, device) -> L2LZOState:
+    saved = data["moments"]
+    v = _tensor(saved["v"], device)
+    v_max = _tensor(saved["v_max"], device) if "v_max" in saved else v
+    return L2LZOState(_tensor(data["h"], device), _tensor(data["c"], device),
+                      AdaMMState(int(saved["count"]), _tensor(saved["m"], device), v, v_max),
+                      *(_tensor(saved[key], device)
+                        for key in ("coherence", "success", "f_last", "v_fast", "blend")))
+
+
+L2L_ZO = Design(
+    name="l2l-zo", features="rms-max-coherence-success", step_form="adam-blend-slow",
+    n_inputs=4, n_outputs=2, state_type=L2LZOState, init=l2l_zo_init, step=l2l_zo_step,
+    export=_l2l_zo_export, restore=_l2l_zo_restore,
+    architecture={"update_step": "adam-blend-slow", "update_outputs": 2, "update_inputs": 4,
+                  "log_range": LOG_RANGE, "blend_offset": BLEND_OFFSET,
+                  "beta_fast": BETA_FAST, "beta_w": BETA_W})
+
+
+# ---------------------------------------------------------------- the paper's design
+
+class PaperState(NamedTuple):
+    """The state of the paper's design: the LSTM's (h, c)."""
+
+    h: torch.Tensor
+    c: torch.Tensor
+
+
+def paper_init(shape, device=None) -> PaperState:
+    """Zero (h, c) for coordinates of ``shape`` (..., d)."""
+    return PaperState(*lstm_state(shape, device))
+
+
+def paper_step(net: CoordinateLSTM, g: torch.Tensor, f, state: PaperState,
+               lr) -> tuple[torch.Tensor, PaperState]:
+    """One step of the paper's design: the raw g in (and a zero second input), the
+    output itself out as the step. f and lr are not read: the absolute step ties the
+    weights to the scale of the problems they were trained on."""
+    out, (h, c) = net(torch.stack([g, torch.zeros_like(g)], dim=-2).float(), (state.h, state.c))
+    return out.double(), PaperState(h, c)
+
+
+def _paper_export(state: PaperState) -> dict:
+    return {"h": _numpy(state.h), "c": _numpy(state.c), "moments": checkpoint_moments()}
+
+
+def _paper_restore(data: dict, device) -> PaperState:
+    return PaperState(_tensor(data["h"], device), _tensor(data["c"], device))
+
+
+PAPER = Design(name="l2l-zo-paper", features="raw", step_form="direct", n_inputs=2,
+               n_outputs=1, state_type=PaperState, init=paper_init, step=paper_step,
+               export=_paper_export, restore=_paper_restore, architecture={})
+
+
+#: The shipped designs by (features, step form), as a weight set's manifest entry names them.
+DESIGNS = {(design.features, design.step_form): design for design in (L2L_ZO, PAPER)}
+
+
+def design_for(features: str, step_form: str) -> Design:
+    """The design that a manifest entry or a training config names.
+
+    Raises
+    ------
+    ValueError
+        For a pair that is not a shipped design (the retired ones are described in
+        research/experiment-log.md and reproduced at commit 8adf837).
+    """
+    try:
+        return DESIGNS[(features, step_form)]
+    except KeyError:
+        known = ", ".join(f"features={f!r} with step_form={s!r}" for f, s in DESIGNS)
+        raise ValueError(f"features={features!r} with step_form={step_form!r} is not a design "
+                         f"of this zominimize (it has {known}); designs that did not ship "
+                         f"were retired: see research/experiment-log.md (reproduce at commit "
+                         f"8adf837)") from None
+
+
+# ---------------------------------------------------------------- the QueryRNN
+
+class QueryState(NamedTuple):
+    """The QueryRNN's state: (h, c), the step count and second moment of g (float64) that
+    normalise its input, and the standard deviations for the next iteration (float64)."""
+
+    h: torch.Tensor
+    c: torch.Tensor
+    count: int
+    v: torch.Tensor
+    scales: torch.Tensor
+
+
+def query_init(shape, device=None) -> QueryState:
+    """Zero state and s = 1 for coordinates of ``shape`` (..., d)."""
+    return QueryState(*lstm_state(shape, device), 0,
+                      torch.zeros(shape, dtype=torch.float64, device=device),
+                      torch.ones(shape, dtype=torch.float64, device=device))
+
+
+def query_scales(output: torch.Tensor) -> torch.Tensor:
+    """Standard deviations s = |1 + o| (float64), rescaled to ||s||_2 = sqrt(d) along the
+    last axis, so that the covariance diag(s^2) has trace d, as N(0, I)'s."""
+    s = (1 + output.double()).abs()
+    d = s.shape[-1]
+    return s * (d ** 0.5 / s.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+
+
+def query_step(net: CoordinateLSTM, g: torch.Tensor, step: torch.Tensor, state: QueryState,
+               lr) -> tuple[QueryState, torch.Tensor]:
+    """One QueryRNN step after an iteration: the new state (with the scales of the next
+    iteration) and the raw output o (meta-training penalises ||o||^2).
+
+    It reads the estimate over its running (plain Adam's) RMS and the step in units of lr.
+    """
+    count = state.count + 1
+    v = ema(state.v, g * g, BETA2)
+    rms = floored(torch.sqrt(v / (1 - BETA2 ** count)))
+    out, (h, c) = net(torch.stack([g / rms, step / lr], dim=-2).float(), (state.h, state.c))
+    return QueryState(h, c, count, v, query_scales(out)), out
+
+
+def query_export(state: QueryState) -> dict:
+    """The QueryRNN's state in a checkpoint."""
+    return {"h": _numpy(state.h), "c": _numpy(state.c),
+            "moments": checkpoint_moments(state.count, v=state.v), "scales": _numpy(state.scales)}
+
+
+def query_restore(data: dict, device) -> QueryState:
+    """The QueryRNN's state from a checkpoint."""
+    return QueryState(_tensor(data["h"], device), _tensor(data["c"], device),
+                      int(data["moments"]["count"]), _tensor(data["moments"]["v"], device),
+                      _tensor(data["scales"], device))
