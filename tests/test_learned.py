@@ -34,6 +34,14 @@ def quadratic_np(x):
     return float(0.5 * np.sum(np.arange(1, x.size + 1) * (x - 1.0) ** 2))
 
 
+def finish(*optimizers) -> None:
+    """Run each ask/tell optimizer to its end on ``quadratic_np``."""
+    for opt in optimizers:
+        while opt.status is None:
+            points = opt.ask()
+            opt.tell(points, [quadratic_np(p) for p in points])
+
+
 def quadratic_torch(x):
     scale = torch.arange(1, x.shape[-1] + 1, dtype=torch.float64)
     return 0.5 * (scale * (x - 1.0) ** 2).sum(-1)
@@ -423,10 +431,7 @@ def test_states_in_the_layout_of_earlier_versions_resume(design, tmp_path):
                 moments[key] = np.full(D, 0.5)
     resumed = zominimize.ZOOptimizer("l2l-zo", np.zeros(D), **options)
     resumed.load_state_dict(state)
-    for opt in (whole, resumed):
-        while opt.status is None:
-            points = opt.ask()
-            opt.tell(points, [quadratic_np(p) for p in points])
+    finish(whole, resumed)
     np.testing.assert_array_equal(whole.x, resumed.x)
 
 
@@ -502,10 +507,7 @@ def test_guarded_run_resumes_exactly_after_the_switch(tmp_path):
     assert whole.fallback_at is not None
     resumed = zominimize.ZOOptimizer("l2l-zo", np.zeros(D), **options)
     resumed.load_state_dict(half.state_dict())
-    for opt in (whole, resumed):
-        while opt.status is None:
-            points = opt.ask()
-            opt.tell(points, [quadratic_np(p) for p in points])
+    finish(whole, resumed)
     np.testing.assert_array_equal(whole.result().x, resumed.result().x)
     assert resumed.result().fallback == whole.result().fallback
 
@@ -522,10 +524,7 @@ def test_learned_run_resumes_exactly(weights_dir):
     assert isinstance(state["rule_state"]["h"], np.ndarray)  # plain data, device-free
     resumed = zominimize.ZOOptimizer("l2l-zo", np.zeros(D), **options)
     resumed.load_state_dict(state)
-    for opt in (whole, resumed):
-        while opt.status is None:
-            points = opt.ask()
-            opt.tell(points, [quadratic_np(p) for p in points])
+    finish(whole, resumed)
     np.testing.assert_array_equal(whole.result().x, resumed.result().x)
     np.testing.assert_array_equal(whole.x, resumed.x)
 

@@ -72,6 +72,7 @@ ZO_ADAMM = register(MethodSpec(
     options=ADAMM_OPTIONS,
 ))
 
+
 def _path_or_none(name, value):
     if not isinstance(value, (str, os.PathLike)):
         raise ValueError(f"{name} must be a path to a weights folder or manifest, got {value!r}")
