@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..learned.designs import design_for
-from .tasks import FAMILIES, MAX_SAMPLES
+from .tasks import FAMILIES, MAX_SAMPLES, Augmentation
 
 #: The meta-losses: the paper's log(f_t / f_0), or log(1 + f_t / f_ref) against the better,
 #: on each task and step, of zo-adamm and zo-signsgd (see zominimize.train.trainer).
@@ -28,6 +29,22 @@ RETIRED_VALUES = {("meta_loss", "vs-adam"), ("selection", "safe")}
 
 def _is_positive_integer(value) -> bool:
     return int(value) == value and value >= 1
+
+
+#: The task augmentation's keys (see zominimize.train.tasks.Augmentation): log10 ranges
+#: that may be None (off), probabilities, and ranges that are always given.
+OPTIONAL_RANGES = ("x_scale_range", "coordinate_scale_range", "x_shift_range")
+PROBABILITIES = ("box_fraction", "minority_fraction", "noise")
+RANGES = ("minority_share", "minority_weight", "noise_level")
+
+
+def _is_range(value) -> bool:
+    """A pair (lo, hi) of finite numbers, lo <= hi."""
+    try:
+        lo, hi = value
+        return math.isfinite(lo) and math.isfinite(hi) and lo <= hi
+    except (TypeError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -64,6 +81,16 @@ class TrainConfig:
     #                                  number per entry of dims, so large d costs less
     f_scale: tuple = (-3.0, 3.0)     # f multiplied by 10^U(f_scale)
     max_samples: int = MAX_SAMPLES   # data-driven families use min(2 d, max_samples) samples
+    # task augmentation (zominimize.train.tasks.Augmentation), all off by default:
+    x_scale_range: tuple | None = None           # log10 range of the optimum's distance factor
+    coordinate_scale_range: tuple | None = None  # log10 range of a factor per coordinate
+    x_shift_range: tuple | None = None           # log10 range of RMS(x0)
+    box_fraction: float = 0.0        # share of task batches with a box
+    minority_fraction: float = 0.0   # share of task batches that depend on a few coordinates
+    minority_share: tuple = (0.05, 0.2)   # their share of the coordinates
+    minority_weight: tuple = (2.0, 3.0)   # log10 range of their weights
+    noise: float = 0.0               # share of task batches with noisy evaluations
+    noise_level: tuple = (-6.0, -3.0)     # log10 range of the relative noise
     stage1: StageConfig = StageConfig(episodes=300, lr=1e-3)
     stage2: StageConfig = StageConfig(episodes=150, lr=5e-3, penalty=0.005)
     validate_every: int = 25
@@ -95,9 +122,35 @@ class TrainConfig:
                              f"{list(self.dims)}")
         if not all(_is_positive_integer(b) for b in self.batches):
             raise ValueError(f"batch must hold positive integers, got {self.batch!r}")
+        self._check_augmentation()
         if self.steps % self.truncation:
             raise ValueError(f"steps ({self.steps}) must be a multiple of truncation "
                              f"({self.truncation})")
+
+    def _check_augmentation(self) -> None:
+        for key in OPTIONAL_RANGES:
+            value = getattr(self, key)
+            if value is not None and not _is_range(value):
+                raise ValueError(f"{key} must be a range [lo, hi] of finite log10 values with "
+                                 f"lo <= hi, got {value!r}")
+        for key in PROBABILITIES:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 <= value <= 1:
+                raise ValueError(f"{key} must be a probability in [0, 1], got {value!r}")
+        for key in RANGES:
+            if not _is_range(getattr(self, key)):
+                raise ValueError(f"{key} must be a range [lo, hi] of finite values with "
+                                 f"lo <= hi, got {getattr(self, key)!r}")
+        lo, hi = self.minority_share
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"minority_share must lie in (0, 1], got {self.minority_share!r}")
+
+    @property
+    def augmentation(self) -> Augmentation:
+        """The task augmentation this config asks for (all off by default)."""
+        return Augmentation(**{key: getattr(self, key)
+                               for key in OPTIONAL_RANGES + PROBABILITIES + RANGES})
 
     @property
     def design(self):
@@ -141,7 +194,7 @@ def load_config(path: str | Path) -> TrainConfig:
     for stage in ("stage1", "stage2"):
         if stage in raw:
             raw[stage] = StageConfig(**raw[stage])
-    for key in ("dims", "f_scale", "batch"):
+    for key in ("dims", "f_scale", "batch") + OPTIONAL_RANGES + RANGES:
         if isinstance(raw.get(key), list):
             raw[key] = tuple(raw[key])
     try:

@@ -19,6 +19,18 @@ networks see many scales of f.
 The data-driven families use n = min(2 d, max_samples) samples (MAX_SAMPLES unless the
 config says otherwise), and quadratics are rotated up to d = MAX_ROTATED (diagonal
 above), so large d stays cheap to train on.
+
+Every family sits where the default step is right (x0 = 0 or 0.5 N(0, I), the optimum at a
+distance of order one per coordinate). :class:`Augmentation` turns on wrappers, applicable
+to every family and all off by default, that move a task to where it is not:
+
+* :func:`rescale`: f(x) becomes f(x0 + (y - y0) / t) with a per-coordinate stretch t (an
+  overall scale, per-coordinate scales, and a minority of coordinates that f depends on
+  far more strongly) and a start y0 of a drawn RMS, so the optimum lies at y0 + t (x* - x0).
+* :func:`boxed`: box bounds, some of them between the start and the descent direction so
+  that part of the optimum lies on the boundary.
+* :func:`noisy`: noisy evaluations, multiplicative or additive, on the values the
+  optimizer's queries see (never on the meta-loss).
 """
 
 from __future__ import annotations
@@ -36,17 +48,44 @@ MAX_ROTATED = 128
 
 @dataclass
 class TaskBatch:
-    """B tasks of one family and dimension: ``fun`` (..., B, d) -> (..., B), and x0 (B, d);
-    ``samples`` is the number of data rows of a data-driven family (else None)."""
+    """B tasks of one family and dimension.
+
+    Attributes
+    ----------
+    family : str
+    fun : callable
+        (..., B, d) -> (..., B), >= 0, differentiable in x: the true f.
+    x0 : torch.Tensor
+        The starts, (B, d).
+    samples : int or None
+        The number of data rows of a data-driven family.
+    lower, upper : torch.Tensor or None
+        Box bounds (B, d) (see :func:`boxed`), or None without a box.
+    noise : callable or None
+        ``noise(values, z)``: the values the optimizer sees, from the true values (..., B)
+        and standard normal draws z of their shape (see :func:`noisy`); None: exact.
+    stretch : torch.Tensor or None
+        The per-coordinate stretch t (B, d) of :func:`rescale` (the family's distances
+        times t), or None.
+    """
 
     family: str
     fun: Callable[[torch.Tensor], torch.Tensor]
     x0: torch.Tensor
     samples: int | None = None
+    lower: torch.Tensor | None = None
+    upper: torch.Tensor | None = None
+    noise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    stretch: torch.Tensor | None = None
 
     @property
     def size(self) -> tuple[int, int]:
         return tuple(self.x0.shape)
+
+    @property
+    def box(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(lower, upper), or None without a box."""
+        return None if self.lower is None else (self.lower, self.upper)
 
 
 def _uniform(gen, shape, lo, hi):
@@ -132,18 +171,218 @@ def l1reg(gen, b: int, d: int, max_samples: int = MAX_SAMPLES) -> TaskBatch:
     return TaskBatch("l1reg", fun, torch.zeros(b, d, dtype=torch.float64), n)
 
 
+def _log_uniform(gen, shape, lo, hi):
+    return torch.exp(math.log(10) * _uniform(gen, shape, lo, hi))
+
+
+# ---------------------------------------------------------------- the wrappers
+
+#: Boxes (in the family's units, times the stretch): the share of coordinates whose bound
+#: on the descent side is near, per task U(BOX_ACTIVE); that bound's distance from x0,
+#: 10^U(BOX_GAP), or 0 (x0 on it) with probability BOX_ON_START; every other bound's,
+#: 10^U(BOX_FAR).
+BOX_ACTIVE, BOX_GAP, BOX_ON_START, BOX_FAR = (0.1, 0.5), (-2.0, 0.0), 0.25, (0.5, 1.0)
+NOISE_KINDS = ("multiplicative", "additive")
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """What the wrappers do to the tasks of a batch; every default leaves a task as its
+    family draws it and draws nothing from the generator.
+
+    Attributes
+    ----------
+    x_scale_range : tuple or None
+        log10 range of an overall stretch s per task: the optimum's distance from x0 times s.
+    coordinate_scale_range : tuple or None
+        log10 range of a stretch c_i per coordinate and task.
+    x_shift_range : tuple or None
+        log10 range of RMS(x0), x0 a random direction per task (x0 decides the default
+        x_scale = max(RMS(x0), 1)); None keeps the family's x0.
+    box_fraction : float
+        The probability that a task batch gets a box (:func:`boxed`).
+    minority_fraction : float
+        The probability that f of a task batch depends strongly on a minority of coordinates.
+    minority_share : tuple
+        The range of that minority's share of the coordinates (at least one coordinate).
+    minority_weight : tuple
+        log10 range of the minority's weights: f depends on them that many times more
+        strongly (their stretch divided by the weight).
+    noise : float
+        The probability that a task batch has noisy evaluations (:func:`noisy`).
+    noise_level : tuple
+        log10 range of the noise's relative size per task.
+    """
+
+    x_scale_range: tuple | None = None
+    coordinate_scale_range: tuple | None = None
+    x_shift_range: tuple | None = None
+    box_fraction: float = 0.0
+    minority_fraction: float = 0.0
+    minority_share: tuple = (0.05, 0.2)
+    minority_weight: tuple = (2.0, 3.0)
+    noise: float = 0.0
+    noise_level: tuple = (-6.0, -3.0)
+
+    @property
+    def active(self) -> bool:
+        """True when some wrapper may apply."""
+        return (self.x_scale_range is not None or self.coordinate_scale_range is not None
+                or self.x_shift_range is not None or self.box_fraction > 0
+                or self.minority_fraction > 0 or self.noise > 0)
+
+
+def rescale(task: TaskBatch, stretch: torch.Tensor, start: torch.Tensor) -> TaskBatch:
+    """The tasks in new coordinates y: f_new(y) = f(x0 + (y - start) / stretch).
+
+    Parameters
+    ----------
+    task : TaskBatch
+        Tasks without a box or noise.
+    stretch : torch.Tensor
+        t (B, d) or (B, 1), positive: a point at offset r from x0 moves to offset t r from
+        ``start``, so a minimiser x* moves to start + t (x* - x0).
+    start : torch.Tensor
+        The new starts (B, d).
+
+    Returns
+    -------
+    TaskBatch
+        The same values at corresponding points; x0 = ``start``, ``stretch`` recorded
+        (times the task's earlier stretch).
+    """
+    if task.lower is not None or task.noise is not None:
+        raise ValueError("rescale a task before it gets a box or noise")
+    inner, x0 = task.fun, task.x0
+    stretch = stretch.expand_as(x0)
+
+    def fun(y):
+        return inner(x0 + (y - start) / stretch)
+
+    total = stretch if task.stretch is None else stretch * task.stretch
+    return TaskBatch(task.family, fun, start.clone(), task.samples, stretch=total)
+
+
+def boxed(task: TaskBatch, lower: torch.Tensor, upper: torch.Tensor) -> TaskBatch:
+    """The tasks with box bounds lower <= x <= upper, (B, d) each, x0 inside."""
+    if not (bool((lower <= task.x0).all()) and bool((task.x0 <= upper).all())):
+        raise ValueError("x0 must lie inside the box")
+    return TaskBatch(task.family, task.fun, task.x0, task.samples, lower, upper, task.noise,
+                     task.stretch)
+
+
+def noisy(task: TaskBatch, kind: str, level: torch.Tensor) -> TaskBatch:
+    """The tasks with noisy evaluations: the optimizer sees, for draws z ~ N(0, 1),
+
+    * ``"multiplicative"``: f exp(level z), or
+    * ``"additive"``: f + level f(x0) |z|,
+
+    both >= 0; ``level`` (B,) per task. The true f (``fun``) stays exact.
+    """
+    if kind not in NOISE_KINDS:
+        raise ValueError(f"noise kind must be one of {NOISE_KINDS}, got {kind!r}")
+    if kind == "multiplicative":
+        def noise(values, z):
+            return values * torch.exp(level * z)
+    else:
+        with torch.no_grad():
+            size = level * task.fun(task.x0)
+
+        def noise(values, z):
+            return values + size * z.abs()
+    return TaskBatch(task.family, task.fun, task.x0, task.samples, task.lower, task.upper,
+                     noise, task.stretch)
+
+
+def _descent_sign(task: TaskBatch) -> torch.Tensor:
+    """+1 where f falls as a coordinate grows at x0 (or is flat), -1 where it rises."""
+    with torch.enable_grad():
+        x = task.x0.clone().requires_grad_(True)
+        grad, = torch.autograd.grad(task.fun(x).sum(), x)
+    return torch.where(grad > 0, -1.0, 1.0).double()
+
+
+def draw_box(gen: torch.Generator, task: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Box bounds (lower, upper) around x0 (see BOX_ACTIVE, BOX_GAP, BOX_ON_START,
+    BOX_FAR): on a share of the coordinates the bound that the descent direction at x0
+    points to is near, so the optimum lies on it there; the distances are in the family's
+    units times the task's stretch."""
+    b, d = task.size
+    share = _uniform(gen, (b, 1), *BOX_ACTIVE)
+    near = torch.rand(b, d, generator=gen, dtype=torch.float64) < share
+    gap = _log_uniform(gen, (b, d), *BOX_GAP)
+    on_start = torch.rand(b, d, generator=gen, dtype=torch.float64) < BOX_ON_START
+    gap = torch.where(on_start, 0.0, gap)
+    below, above = _log_uniform(gen, (b, d), *BOX_FAR), _log_uniform(gen, (b, d), *BOX_FAR)
+    sign = _descent_sign(task)
+    below = torch.where(near & (sign < 0), gap, below)
+    above = torch.where(near & (sign > 0), gap, above)
+    stretch = 1.0 if task.stretch is None else task.stretch
+    return task.x0 - stretch * below, task.x0 + stretch * above
+
+
+def _minority_weights(gen, b: int, d: int, augmentation: Augmentation) -> torch.Tensor:
+    """Weights (B, d): 1, and 10^U(minority_weight) on k = max(1, round(share d))
+    random coordinates per task, share ~ U(minority_share)."""
+    share = _uniform(gen, (b, 1), *augmentation.minority_share)
+    k = torch.clamp(torch.round(share * d), min=1)
+    ranks = torch.rand(b, d, generator=gen, dtype=torch.float64).argsort(-1).argsort(-1)
+    heavy = _log_uniform(gen, (b, d), *augmentation.minority_weight)
+    return torch.where(ranks < k, heavy, 1.0)
+
+
+def _chance(gen: torch.Generator, probability: float) -> bool:
+    """True with ``probability``; draws nothing when it is 0."""
+    return probability > 0 and float(torch.rand((), generator=gen,
+                                                dtype=torch.float64)) < probability
+
+
+def augment(gen: torch.Generator, task: TaskBatch, augmentation: Augmentation) -> TaskBatch:
+    """Apply the wrappers that ``augmentation`` turns on, drawn from ``gen``, in this order:
+    the stretch (overall, per coordinate, minority) and start (:func:`rescale`), the box
+    (with probability ``box_fraction``, :func:`boxed`), the noise (with probability
+    ``noise``, either kind equally likely, :func:`noisy`). A wrapper that is off draws
+    nothing."""
+    b, d = task.size
+    stretch = torch.ones(b, 1, dtype=torch.float64)
+    if augmentation.x_scale_range is not None:
+        stretch = stretch * _log_uniform(gen, (b, 1), *augmentation.x_scale_range)
+    if augmentation.coordinate_scale_range is not None:
+        stretch = stretch * _log_uniform(gen, (b, d), *augmentation.coordinate_scale_range)
+    if _chance(gen, augmentation.minority_fraction):
+        stretch = stretch / _minority_weights(gen, b, d, augmentation)
+    start = task.x0
+    if augmentation.x_shift_range is not None:
+        rms = _log_uniform(gen, (b, 1), *augmentation.x_shift_range)
+        z = _normal(gen, b, d)
+        start = rms * z / z.pow(2).mean(-1, keepdim=True).sqrt()
+    if start is not task.x0 or not bool((stretch == 1).all()):
+        task = rescale(task, stretch, start)
+    if _chance(gen, augmentation.box_fraction):
+        task = boxed(task, *draw_box(gen, task))
+    if _chance(gen, augmentation.noise):
+        kind = NOISE_KINDS[int(_chance(gen, 0.5))]
+        task = noisy(task, kind, _log_uniform(gen, (b,), *augmentation.noise_level))
+    return task
+
+
 MAKERS = {"nclsq": nclsq, "quadratic": quadratic, "logistic": logistic,
           "rosenbrock": rosenbrock, "softl1": softl1, "l1reg": l1reg}
 
 
 def sample(gen: torch.Generator, family: str, b: int, d: int,
            f_scale: tuple[float, float] = (-3.0, 3.0),
-           max_samples: int = MAX_SAMPLES) -> TaskBatch:
+           max_samples: int = MAX_SAMPLES,
+           augmentation: Augmentation | None = None) -> TaskBatch:
     """B tasks of ``family`` in dimension d, f scaled by 10^U(f_scale); the data-driven
-    families use min(2 d, max_samples) samples."""
+    families use min(2 d, max_samples) samples; then the wrappers of ``augmentation``
+    (:func:`augment`; None or the default: none)."""
     if family not in MAKERS:
         raise ValueError(f"unknown task family {family!r}; known: {', '.join(FAMILIES)}")
     task = MAKERS[family](gen, b, d, max_samples)
     scale = torch.exp(math.log(10) * _uniform(gen, (b,), *f_scale))
     inner = task.fun
-    return TaskBatch(family, lambda x: scale * inner(x), task.x0, task.samples)
+    task = TaskBatch(family, lambda x: scale * inner(x), task.x0, task.samples)
+    if augmentation is not None and augmentation.active:
+        task = augment(gen, task, augmentation)
+    return task

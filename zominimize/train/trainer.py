@@ -16,6 +16,11 @@ T steps either
   score of log 2 is level with it). ``behind_penalty`` = k weighs the steps behind it
   k + 1 times: l + k max(0, l - log 2).
 
+The task batches may be augmented (rescaled, boxed, weighted towards a minority of
+coordinates, noisy: the config's augmentation keys, see zominimize.train.tasks); on a
+noisy task the episode draws the noise of each step, (q + 1) values per task, from its
+generator right after the directions, and the meta-loss reads the true f.
+
 Held-out tasks, drawn from their own seed, score the nets before a stage trains and
 every ``validate_every`` episodes; each stage keeps the checkpoint of lowest mean
 held-out meta-loss (the nets as the stage found them may be it). A checkpoint after each
@@ -39,7 +44,7 @@ from ..learned.designs import make_nets
 from . import tasks
 from .config import TrainConfig
 from .unroll import (ZO_ADAMM, UnrollSettings, detach, forward_difference, initial_state,
-                     step_sizes, unroll_step)
+                     observe, project, step_sizes, unroll_step)
 
 STAGES = ("stage1", "stage2")
 
@@ -51,11 +56,19 @@ def unroll_settings(config: TrainConfig, stage: str) -> UnrollSettings:
                           use_query=stage == "stage2", train_query=stage == "stage2")
 
 
-def sign_step(fun, x: torch.Tensor, eps: torch.Tensor, lr, mu) -> torch.Tensor:
+def sign_step(fun, x: torch.Tensor, eps: torch.Tensor, lr, mu, box=None, noise=None,
+              z=None) -> torch.Tensor:
     """One ZO-signSGD step on the batch with the standard draws eps (q, B, d): the
-    package's "zo-signsgd" with its default lr, x - lr sign(g)."""
-    g = forward_difference(fun(x), fun(x + mu * eps), eps, mu)
-    return x - lr * torch.sign(g)
+    package's "zo-signsgd" with its default lr, x - lr sign(g); ``box``, ``noise`` and
+    ``z`` as for :func:`zominimize.train.unroll.unroll_step`."""
+    if box is None and noise is None:
+        g = forward_difference(fun(x), fun(x + mu * eps), eps, mu)
+        return x - lr * torch.sign(g)
+    queried = project(x + mu * eps, box)
+    g = forward_difference(observe(fun, x, noise, None if z is None else z[0]),
+                           observe(fun, queried, noise, None if z is None else z[1:]),
+                           (queried - x) / mu, mu)
+    return project(x - lr * torch.sign(g), box)
 
 
 class _TaskUnroll:
@@ -66,7 +79,7 @@ class _TaskUnroll:
                  settings: UnrollSettings):
         self.task, self.update_net, self.query_net = task, update_net, query_net
         self.config, self.settings = config, settings
-        self.lr, self.mu = step_sizes(task.x0, settings)
+        self.lr, self.mu = step_sizes(task.x0, settings, task.box)
         self.state = initial_state(task.x0, settings)
         self.reference = self.sign_x = None
         if config.meta_loss == "vs-best":
@@ -85,12 +98,16 @@ class _TaskUnroll:
             behind = behind + self.config.behind_penalty * (behind - math.log(2)).clamp_min(0)
         return behind
 
-    def step(self, eps: torch.Tensor, penalty: float) -> tuple[torch.Tensor, float]:
-        """One optimizer step with the draws eps: (this step's meta-loss term, a scalar
-        tensor, and the mean log(f_t / f_0))."""
+    def step(self, eps: torch.Tensor, penalty: float,
+             z: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+        """One optimizer step with the draws eps (and, on a noisy task, the noise draws z,
+        (q + 1, B)): (this step's meta-loss term, a scalar tensor, and the mean
+        log(f_t / f_0)). The meta-loss reads the true f."""
         fun, config, floor = self.task.fun, self.config, self.floor
+        seen = dict(box=self.task.box, noise=self.task.noise, z=z)
         self.state, _, _, out = unroll_step(fun, self.state, eps, self.update_net,
-                                            self.query_net, self.lr, self.mu, self.settings)
+                                            self.query_net, self.lr, self.mu, self.settings,
+                                            **seen)
         f_t = fun(self.state.x) + floor
         ratio = torch.log(f_t / (self.f_start + floor))
         if self.reference is None:
@@ -98,9 +115,9 @@ class _TaskUnroll:
         else:
             with torch.no_grad():
                 self.reference = unroll_step(fun, self.reference, eps, None, self.query_net,
-                                             self.lr, self.mu, self.plain)[0]
+                                             self.lr, self.mu, self.plain, **seen)[0]
                 f_adamm = fun(self.reference.x) + floor
-                self.sign_x = sign_step(fun, self.sign_x, eps, self.lr, self.mu)
+                self.sign_x = sign_step(fun, self.sign_x, eps, self.lr, self.mu, **seen)
                 f_reference = torch.minimum(f_adamm, fun(self.sign_x) + floor)
             loss = self._behind(f_t, f_reference).mean() / config.steps
             self.behind_adam += float(self._behind(f_t.detach(), f_adamm).mean() / config.steps)
@@ -136,7 +153,10 @@ def run_episode(batches: list[tasks.TaskBatch], update_net, query_net, config: T
         for i, unroll in enumerate(unrolls):
             eps = torch.randn(config.q, *unroll.task.x0.shape, generator=gen,
                               dtype=torch.float64)
-            loss, lasts[i] = unroll.step(eps, penalty)
+            z = None if unroll.task.noise is None else \
+                torch.randn(config.q + 1, unroll.task.size[0], generator=gen,
+                            dtype=torch.float64)
+            loss, lasts[i] = unroll.step(eps, penalty, z)
             if not torch.isfinite(loss):
                 return [(math.inf, math.inf, math.inf)] * len(unrolls)
             totals[i] += float(loss.detach())
@@ -159,7 +179,8 @@ def validation_set(config: TrainConfig) -> list[tasks.TaskBatch]:
     """Held-out tasks: ``validation_tasks`` batches per family, from their own seed."""
     gen = torch.Generator().manual_seed(config.validation_seed)
     dims = [config.dims[i % len(config.dims)] for i in range(config.validation_tasks)]
-    return [tasks.sample(gen, family, config.batch_for(d), d, config.f_scale, config.max_samples)
+    return [tasks.sample(gen, family, config.batch_for(d), d, config.f_scale, config.max_samples,
+                         config.augmentation)
             for family in config.families for d in dims]
 
 
@@ -195,7 +216,8 @@ def _sample_task(config: TrainConfig, gen: torch.Generator) -> tasks.TaskBatch:
     weights_t = torch.tensor([config.families[n] for n in names], dtype=torch.float64)
     family = names[int(torch.multinomial(weights_t, 1, generator=gen))]
     d = config.dims[int(torch.randint(len(config.dims), (1,), generator=gen))]
-    return tasks.sample(gen, family, config.batch_for(d), d, config.f_scale, config.max_samples)
+    return tasks.sample(gen, family, config.batch_for(d), d, config.f_scale, config.max_samples,
+                        config.augmentation)
 
 
 class Trainer:
@@ -236,7 +258,9 @@ class Trainer:
         if not self.checkpoint.is_file():
             return False
         saved = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
-        if saved["config"] != self.config.as_dict():
+        # keys added since the checkpoint was written read as their defaults
+        recorded = {**TrainConfig().as_dict(), **saved["config"]}
+        if recorded != self.config.as_dict():
             raise ValueError(f"{self.checkpoint} was written with another config")
         self.progress = saved["progress"]
         self.update_net.load_state_dict(saved["update"])

@@ -9,6 +9,10 @@ stage 1 (training the UpdateRNN, N(0, I) queries) the gradient reaches the nets 
 the steps only, and in stage 2 (training the QueryRNN) also through the queries u, as
 in the paper. The meta-gradient of f(x_{t+1}) comes from autograd through the
 (white-box) training task.
+
+On a task with a box the queries and each new iterate are projected onto it, and the
+estimate uses the displacements actually queried, as :mod:`zominimize.estimators` does;
+on a noisy task the optimizer sees noisy values (the meta-loss never does).
 """
 
 from __future__ import annotations
@@ -54,10 +58,18 @@ class RunState(NamedTuple):
     query: QueryState
 
 
-def step_sizes(x0: torch.Tensor, settings: UnrollSettings):
-    """(lr, mu), each (B, 1), from x_scale = max(RMS(x0), 1) as ZOOptimizer's default."""
+def step_sizes(x0: torch.Tensor, settings: UnrollSettings,
+               box: tuple[torch.Tensor, torch.Tensor] | None = None):
+    """(lr, mu), each (B, 1), from ZOOptimizer's default x_scale: max(RMS(x0), 1), or with
+    a ``box`` (lower, upper), (B, d) each, a quarter of the RMS box width for a task whose
+    bounds are all finite (as ``zominimize._call.default_x_scale``)."""
     d = x0.shape[-1]
     x_scale = x0.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1.0)
+    if box is not None:
+        width = box[1] - box[0]
+        finite = torch.isfinite(width).all(-1, keepdim=True)
+        quarter = torch.where(finite, width, 0.0).pow(2).mean(-1, keepdim=True).sqrt() / 4
+        x_scale = torch.where(finite & (quarter > 0), quarter, x_scale)
     lr = default_step(settings.base_step, x_scale, settings.q, d)
     return lr, settings.mu_relative * x_scale
 
@@ -84,19 +96,50 @@ def forward_difference(f_x: torch.Tensor, f_q: torch.Tensor, u: torch.Tensor,
     return (((f_q - f_x) / mu.reshape(-1)).unsqueeze(-1) * u).mean(0)
 
 
+def project(x: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """Points (..., B, d) clipped into the ``box`` (lower, upper), or as they are without
+    one."""
+    return x if box is None else torch.minimum(torch.maximum(x, box[0]), box[1])
+
+
+def observe(fun, points: torch.Tensor, noise=None, z=None) -> torch.Tensor:
+    """The values the optimizer sees at ``points``: fun's, or ``noise(values, z)``."""
+    values = fun(points)
+    return values if noise is None else noise(values, z)
+
+
 def unroll_step(fun, state: RunState, eps: torch.Tensor, update_net: CoordinateLSTM | None,
-                query_net: CoordinateLSTM, lr, mu, settings: UnrollSettings):
+                query_net: CoordinateLSTM, lr, mu, settings: UnrollSettings, box=None,
+                noise=None, z=None):
     """One optimizer step on the batch; eps (q, B, d) are the standard draws.
 
-    Returns (new state, estimate g, step, QueryRNN output o or None).
+    Parameters
+    ----------
+    box : tuple of torch.Tensor, optional
+        (lower, upper), (B, d) each: the queries and the new iterate are projected onto it,
+        and the estimate uses the displacements queried, (P(x + mu u) - x) / mu.
+    noise : callable, optional
+        ``noise(values, z)``, what the optimizer sees of f (a noisy task's
+        :attr:`zominimize.train.tasks.TaskBatch.noise`), with ``z`` (q + 1, B): row 0 for
+        f(x), rows 1..q for the queries.
+
+    Returns
+    -------
+    tuple
+        (new state, estimate g, step, QueryRNN output o or None).
     """
     u = eps * state.query.scales if settings.use_query else eps
     if not settings.train_query:
         u = u.detach()
     x = state.x.detach()
     with torch.no_grad():
-        f_x = fun(x)
-    f_q = fun(x + mu * u)
+        f_x = observe(fun, x, noise, None if z is None else z[0])
+    if box is None:
+        f_q = observe(fun, x + mu * u, noise, None if z is None else z[1:])
+    else:
+        queried = project(x + mu * u, box)
+        f_q = observe(fun, queried, noise, None if z is None else z[1:])
+        u = (queried - x) / mu
     if not settings.train_query:
         f_q = f_q.detach()
     g = forward_difference(f_x, f_q, u, mu)
@@ -104,7 +147,7 @@ def unroll_step(fun, state: RunState, eps: torch.Tensor, update_net: CoordinateL
     query, out = state.query, None
     if settings.use_query:
         query, out = query_step(query_net, g.detach(), step.detach(), state.query, lr)
-    return RunState(state.x + step, update, query), g, step, out
+    return RunState(project(state.x + step, box), update, query), g, step, out
 
 
 # ---------------------------------------------------------------- the zo-adamm reference
