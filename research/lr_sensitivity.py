@@ -1,0 +1,73 @@
+"""Does a method adapt its step? Final loss with lr at 1/10, 1 and 10 times its default.
+
+Issue 18's second requirement: with ``lr`` set 10x too small and 10x too large, a learned
+optimizer that adapts ends within 1.5x of its own default result. This script measures it
+on the benchmark's nclsq (d = 100) and LeNet5 attack problems, at the benchmark's budget
+of 4,200 evaluations, for l2l-zo and zo-adamm. Run from the repository root::
+
+    python research/lr_sensitivity.py [--nclsq 3] [--seeds 2] [--images 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import zominimize  # noqa: E402
+from zominimize._call import resolve  # noqa: E402
+
+from benchmarks.problems import build  # noqa: E402
+
+BUDGET = 4200
+FACTORS = (0.1, 1.0, 10.0)
+
+
+def default_lr(method: str, x0: np.ndarray) -> float:
+    """The method's default per-coordinate step for this start (its lr when lr is unset)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return resolve(method, x0, None, {}, run_options=True).settings["step"]
+
+
+def final_loss(method: str, spec: dict, seed: int, factor: float) -> float:
+    problem = build(spec)
+    lr = factor * default_lr(method, problem.x0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = zominimize.minimize(problem.fun, problem.x0, method=method,
+                                  options={"seed": seed, "maxfev": BUDGET, "lr": lr,
+                                           "maxiter": BUDGET})
+    return float(res.fun)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nclsq", type=int, default=3, help="nclsq d=100 instances")
+    parser.add_argument("--seeds", type=int, default=2, help="seeds per nclsq instance")
+    parser.add_argument("--images", type=int, default=2, help="attack images")
+    args = parser.parse_args()
+    problems = {
+        "nclsq d=100": [({"family": "nclsq", "d": 100, "instance": i}, s)
+                        for i in range(args.nclsq) for s in range(args.seeds)],
+        "attack": [({"family": "attack", "image": i, "source": "foolbox"}, 0)
+                   for i in range(args.images)],
+    }
+    print("| problem | method | lr / 10 | default lr | lr x 10 | worst ratio to default |")
+    print("|---|---|---|---|---|---|")
+    for name, runs in problems.items():
+        for method in ("l2l-zo", "zo-adamm"):
+            medians = [float(np.median([final_loss(method, spec, seed, f) for spec, seed in runs]))
+                       for f in FACTORS]
+            worst = max(medians[0], medians[2]) / medians[1]
+            print(f"| {name} ({len(runs)} runs) | {method} | {medians[0]:.3g} | "
+                  f"{medians[1]:.3g} | {medians[2]:.3g} | {worst:.3g} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
