@@ -25,6 +25,7 @@ import torch
 from .._call import MU_RELATIVE, default_step
 from ..learned.designs import L2L_ZO, Design, QueryState, query_init, query_step
 from ..learned.nets import CoordinateLSTM
+from ..methods import ADAMM_OPTIONS
 from ..rules import AdaMMState, adamm_moments, adamm_step
 
 
@@ -152,8 +153,10 @@ def unroll_step(fun, state: RunState, eps: torch.Tensor, update_net: CoordinateL
 
 # ---------------------------------------------------------------- the zo-adamm reference
 
-#: The decays and eps of the reference, the ``zo-adamm`` method's defaults.
-REFERENCE_BETAS, REFERENCE_EPS = (0.9, 0.999), 1e-8
+#: The decays and eps of the reference: the ``zo-adamm`` method's defaults, read from its
+#: option table.
+REFERENCE_BETAS = (ADAMM_OPTIONS["beta1"].default, ADAMM_OPTIONS["beta2"].default)
+REFERENCE_EPS = ADAMM_OPTIONS["eps"].default
 
 
 def _adamm_init(shape, device=None) -> AdaMMState:
