@@ -20,7 +20,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import zominimize  # noqa: E402
+from research import adaptive_rules  # noqa: E402
 from zominimize._call import resolve  # noqa: E402
+from zominimize._registry import get_method, method_options  # noqa: E402
 
 from benchmarks.problems import build  # noqa: E402
 
@@ -35,14 +37,16 @@ def default_lr(method: str, x0: np.ndarray) -> float:
         return resolve(method, x0, None, {}, run_options=True).settings["step"]
 
 
-def final_loss(method: str, spec: dict, seed: int, factor: float) -> float:
+def final_loss(method: str, spec: dict, seed: int, factor: float, options: dict) -> float:
     problem = build(spec)
     lr = factor * default_lr(method, problem.x0)
+    known = method_options(get_method(method))
+    options = {name: value for name, value in options.items() if name in known}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = zominimize.minimize(problem.fun, problem.x0, method=method,
                                   options={"seed": seed, "maxfev": BUDGET, "lr": lr,
-                                           "maxiter": BUDGET})
+                                           "maxiter": BUDGET, **options})
     return float(res.fun)
 
 
@@ -51,7 +55,20 @@ def main() -> None:
     parser.add_argument("--nclsq", type=int, default=3, help="nclsq d=100 instances")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per nclsq instance")
     parser.add_argument("--images", type=int, default=2, help="attack images")
+    parser.add_argument("--methods", default="l2l-zo,zo-adamm",
+                        help="comma-separated methods (research/adaptive_rules.py's too)")
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="an option passed to every method (repeatable)")
+    parser.add_argument("--controller", action="append", default=[], metavar="[NAME=]PATH",
+                        help="register a research/gain_es.py controller as a method")
     args = parser.parse_args()
+    adaptive_rules.register_methods()
+    for item in args.controller:
+        name, _, path = item.rpartition("=")
+        from research import gain_es
+        gain_es.register_method(path, name or "gain-l2l")
+    options = {name: float(value) for name, value in
+               (item.split("=", 1) for item in args.option)}
     problems = {
         "nclsq d=100": [({"family": "nclsq", "d": 100, "instance": i}, s)
                         for i in range(args.nclsq) for s in range(args.seeds)],
@@ -61,8 +78,8 @@ def main() -> None:
     print("| problem | method | lr / 10 | default lr | lr x 10 | worst ratio to default |")
     print("|---|---|---|---|---|---|")
     for name, runs in problems.items():
-        for method in ("l2l-zo", "zo-adamm"):
-            medians = [float(np.median([final_loss(method, spec, seed, f) for spec, seed in runs]))
+        for method in args.methods.split(","):
+            medians = [float(np.median([final_loss(method, spec, seed, f, options) for spec, seed in runs]))
                        for f in FACTORS]
             worst = max(medians[0], medians[2]) / medians[1]
             print(f"| {name} ({len(runs)} runs) | {method} | {medians[0]:.3g} | "

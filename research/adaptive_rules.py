@@ -1,0 +1,90 @@
+"""Hand-written per-run step-size adaptation around an update rule (research methods).
+
+The question these answer before any meta-training: does the evidence a ZO run has
+suffice to correct a step that is 10x wrong? :func:`register_methods` registers
+"hyper-adamm" (ZO-AdaMM) and "hyper-l2l" (the shipped l2l-zo UpdateRNN, Gaussian
+queries), both with their step multiplied by a per-run gain exp(log_gain).
+
+The signal: the estimate g_t is drawn with fresh directions, so its noise is
+independent of the previous step s_{t-1}, and E[g_t . s_{t-1}] = grad f(x_t) . s_{t-1},
+the derivative of f(x_t) in log(lr) along the last step (the hypergradient of Baydin
+et al., 2018). z = sqrt(d) cos(g_t, s_{t-1}) is N(0, 1) without signal and about
+sqrt(q) cos(grad f, s_{t-1}) with it, whatever d. The gain follows
+log_gain -= kappa sign(z_bar) |z_bar|^power (times ``down`` when it shrinks), z_bar a
+running mean of z, from ``start``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from zominimize._options import Option, positive_float, unit_interval_closed
+from zominimize._registry import MethodSpec, method_names, register
+from zominimize.methods import ADAMM_OPTIONS, LEARNED_OPTIONS, L2L_ZO, ZO_ADAMM
+from zominimize.rules import Rule, ema
+
+
+class GainState(NamedTuple):
+    inner: Any
+    log_gain: float
+    z_mean: float
+    last_step: Any  # the previous step (None before the first)
+
+
+def with_gain(inner: Rule, kappa, beta_z, limit, start, power, down=1.0) -> Rule:
+    """``inner`` with its steps scaled by a per-run gain driven by the hypergradient."""
+
+    def init(d):
+        return GainState(inner.init(d), start, 0.0, None)
+
+    def update(g, f, state):
+        log_gain, z_mean = state.log_gain, state.z_mean
+        if state.last_step is not None:
+            norms = np.linalg.norm(g) * np.linalg.norm(state.last_step)
+            if norms > 0:
+                z = np.sqrt(g.size) * float(g @ state.last_step) / norms
+                z_mean = ema(z_mean, np.clip(z, -5, 5), beta_z)
+                change = -kappa * np.sign(z_mean) * abs(z_mean) ** power
+                log_gain = float(np.clip(log_gain + (down if change < 0 else 1.0) * change,
+                                         -limit, limit))
+        step, inner_state = inner.update(g, f, state.inner)
+        step = np.exp(log_gain) * step
+        return step, GainState(inner_state, log_gain, z_mean, step)
+
+    return Rule(init, update, GainState)
+
+
+def _real(name, value):
+    return float(value)
+
+
+GAIN_OPTIONS = {o.name: o for o in [
+    Option("kappa", 0.03, positive_float, "gain of log lr per unit of z"),
+    Option("beta_z", 0.9, unit_interval_closed, "decay of z's running mean"),
+    Option("limit", 6.0, positive_float, "bound of |log gain|"),
+    Option("start", -2.3, _real, "log gain at the start"),
+    Option("power", 2.0, positive_float, "response kappa sign(z) |z|^power"),
+    Option("down", 1.0, _real, "weight of the shrinking changes (z_bar > 0)"),
+]}
+
+
+def _gain(s, inner):
+    return with_gain(inner, s["kappa"], s["beta_z"], s["limit"], s["start"], s["power"],
+                     s["down"])
+
+
+def register_methods() -> None:
+    """Register "hyper-adamm" and "hyper-l2l" (no guard), once per process."""
+    if "hyper-adamm" in method_names():
+        return
+    register(MethodSpec(
+        name="hyper-adamm", summary="research: ZO-AdaMM with a hypergradient gain",
+        doc="research", base_step=0.1, options={**ADAMM_OPTIONS, **GAIN_OPTIONS},
+        make_rule=lambda s, parts: _gain(s, ZO_ADAMM.make_rule(s, parts))))
+    register(MethodSpec(
+        name="hyper-l2l", summary="research: l2l-zo's UpdateRNN with a hypergradient gain",
+        doc="research", base_step=0.1, options={**LEARNED_OPTIONS, **GAIN_OPTIONS},
+        make_rule=lambda s, parts: _gain(s, L2L_ZO.make_rule(s, parts)),
+        load=L2L_ZO.load, fallback="zo-adamm", weight_set="l2l-zo"))

@@ -1,0 +1,339 @@
+"""A learned per-run step-size controller, meta-trained by ES over full unrolls.
+
+Issue 18's directions 2 and 4: a controller shared by the coordinates changes the run's
+log step size each iteration from evidence the run has, and is trained by antithetic
+evolution strategies (no truncation: the objective is the best f at the end of a
+benchmark-length run), on tasks whose lr is drawn 10^U(-LR_DECADES, LR_DECADES) times
+the default, so that only a controller that adapts does well on all of them.
+
+The controller wraps a frozen inner rule (the shipped l2l-zo UpdateRNN, or zo-adamm):
+step = exp(log_gain) * inner step, and
+
+    log_gain_0 = start,
+    log_gain <- clip(log_gain - KAPPA sign(z_bar) z_bar^2 + RANGE tanh(mlp(features)))
+
+with the hand-written hypergradient rule of research/adaptive_rules.py as the prior
+(z = sqrt(d) cos(g_t, s_{t-1}), z_bar its running mean) and a small MLP's bounded
+correction; the MLP's last layer starts at zero, so an untrained controller is the prior.
+Features (per run): z, z_bar, 2 r - 1 for the success rate r of f at the iterate,
+log_gain / LIMIT and log10(f / f_0) / 10 (no time: the budget is not known at inference).
+
+Every population member runs on the same tasks and draws (common random numbers), as an
+extra leading batch axis. Run from the repository root::
+
+    python research/gain_es.py --out research/runs/gain-es [--resume] [--iterations 300]
+    python research/gain_es.py --validate prior research/runs/gain-es/controller.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from zominimize import learned  # noqa: E402
+from zominimize.learned.designs import L2L_ZO  # noqa: E402
+from zominimize.train import tasks  # noqa: E402
+from zominimize.train.unroll import (ZO_ADAMM, RunState, Stepper, UnrollSettings,  # noqa: E402
+                                     step_sizes, unroll_step)
+from zominimize.learned.designs import query_init  # noqa: E402
+
+KAPPA = 0.01      # the prior's gain
+LIMIT = 6.0       # |log_gain| <= LIMIT
+RANGE = 0.3       # the MLP's correction per iteration lies within +-RANGE
+BETA_Z = 0.9      # decay of z_bar
+BETA_S = 0.9      # decay of the success rate
+HIDDEN = 16
+N_FEATURES = 5
+LR_DECADES = 1.2  # lr factor 10^U(-LR_DECADES, LR_DECADES)
+AUGMENTATION = tasks.Augmentation(x_scale_range=(-1.0, 1.0), coordinate_scale_range=(-0.5, 0.5),
+                                  box_fraction=0.2, minority_fraction=0.2)
+
+
+# ---------------------------------------------------------------- the controller
+
+def n_params() -> int:
+    return HIDDEN * N_FEATURES + HIDDEN + HIDDEN + 1 + 1
+
+
+def initial_params(start: float = -1.15) -> torch.Tensor:
+    """W1 small random, b1 zero, the output layer zero (the prior alone), the start."""
+    gen = torch.Generator().manual_seed(0)
+    w1 = torch.randn(HIDDEN, N_FEATURES, generator=gen, dtype=torch.float64) * 0.5
+    rest = torch.zeros(HIDDEN + HIDDEN + 1, dtype=torch.float64)
+    return torch.cat([w1.reshape(-1), rest, torch.tensor([start], dtype=torch.float64)])
+
+
+def unpack(theta: torch.Tensor):
+    """theta (P, n) -> W1 (P, H, F), b1 (P, H), w2 (P, H), b2 (P,), start (P,)."""
+    p = theta.shape[0]
+    i = 0
+    w1 = theta[:, i:i + HIDDEN * N_FEATURES].reshape(p, HIDDEN, N_FEATURES)
+    i += HIDDEN * N_FEATURES
+    b1 = theta[:, i:i + HIDDEN]
+    i += HIDDEN
+    w2 = theta[:, i:i + HIDDEN]
+    i += HIDDEN
+    return w1, b1, w2, theta[:, i], theta[:, i + 1]
+
+
+class GainState(NamedTuple):
+    inner: Any
+    log_gain: torch.Tensor  # (P, B, 1)
+    z_mean: torch.Tensor
+    success: torch.Tensor
+    f_last: torch.Tensor
+    f_first: torch.Tensor
+    last_step: torch.Tensor  # (P, B, d), zero before the first step
+    count: int
+
+
+def controller(theta: torch.Tensor, inner: Stepper | Any) -> Stepper:
+    """A Stepper for states of shape (P, B, d): population member p uses theta[p]."""
+    w1, b1, w2, b2, start = unpack(theta)
+
+    def init(shape, device=None):
+        zeros = torch.zeros(shape[:-1] + (1,), dtype=torch.float64)
+        log_gain = start.reshape(-1, *([1] * (len(shape) - 1))).expand_as(zeros).clone()
+        return GainState(inner.init(shape, device), log_gain, zeros.clone(), zeros.clone(),
+                         zeros + float("nan"), zeros + float("nan"),
+                         torch.zeros(shape, dtype=torch.float64), 0)
+
+    def step(net, g, f, state: GainState, lr):
+        f = f.unsqueeze(-1)
+        first = state.count == 0
+        f_first = f if first else state.f_first
+        d = g.shape[-1]
+        norms = g.norm(dim=-1, keepdim=True) * state.last_step.norm(dim=-1, keepdim=True)
+        z = torch.where(norms > 0, math.sqrt(d) * (g * state.last_step).sum(-1, keepdim=True)
+                        / norms.clamp_min(1e-300), 0.0).clamp(-5, 5)
+        z_mean = state.z_mean if first else BETA_Z * state.z_mean + (1 - BETA_Z) * z
+        success = state.success if first else (
+            BETA_S * state.success + (1 - BETA_S) * (f < state.f_last).double())
+        r = success / (1 - BETA_S ** state.count) if state.count else torch.full_like(f, 0.5)
+        features = torch.cat([
+            z / 3, z_mean / 3, 2 * r - 1, state.log_gain / LIMIT,
+            torch.log10(f.clamp_min(1e-300) / f_first.clamp_min(1e-300)).clamp(-30, 30) / 10],
+            dim=-1)  # (P, B, F)
+        hidden = torch.tanh(torch.einsum("phf,pbf->pbh", w1, features) + b1[:, None, :])
+        out = torch.einsum("ph,pbh->pb", w2, hidden) + b2[:, None]
+        change = -KAPPA * z_mean.sign() * z_mean.pow(2) + RANGE * torch.tanh(out).unsqueeze(-1)
+        log_gain = state.log_gain if first else (state.log_gain + change).clamp(-LIMIT, LIMIT)
+        inner_step, inner_state = inner.step(net, g, f.squeeze(-1), state.inner, lr)
+        step = torch.exp(log_gain) * inner_step
+        return step, GainState(inner_state, log_gain, z_mean, success, f, f_first, step,
+                               state.count + 1)
+
+    return Stepper("gain", init, step)
+
+
+# ---------------------------------------------------------------- unrolls
+
+def run(task: tasks.TaskBatch, stepper, net, lr, eps_gen_seed: int, steps: int, population: int,
+        q: int) -> torch.Tensor:
+    """The best true f over the run, (P, B): every member on the same draws."""
+    b, d = task.size
+    settings = UnrollSettings(q=q, design=stepper)
+    _, mu = step_sizes(task.x0, settings, task.box)
+    shape = (population, b, d)
+    x = task.x0.expand(shape).clone()
+    state = RunState(x, stepper.init(shape), query_init(shape))
+    gen = torch.Generator().manual_seed(eps_gen_seed)
+    best = task.fun(x)
+    for _ in range(steps):
+        eps = torch.randn(q, 1, b, d, generator=gen, dtype=torch.float64)
+        z = None
+        if task.noise is not None:
+            z = torch.randn(q + 1, 1, b, generator=gen, dtype=torch.float64)
+        state, *_ = unroll_step(task.fun, state, eps, net, None, lr, mu, settings, task.box,
+                                task.noise, z)
+        best = torch.minimum(best, task.fun(state.x))
+    return best
+
+
+def draw_batch(gen: torch.Generator, dims, b: int):
+    family = tasks.FAMILIES[int(torch.randint(len(tasks.FAMILIES), (), generator=gen))]
+    d = dims[int(torch.randint(len(dims), (), generator=gen))]
+    task = tasks.sample(gen, family, b, d, augmentation=AUGMENTATION)
+    factor = torch.exp(math.log(10) * LR_DECADES * (2 * torch.rand(b, 1, generator=gen,
+                                                                    dtype=torch.float64) - 1))
+    return task, factor
+
+
+@torch.no_grad()
+def objective(theta, inner, net, task, factor, seed, steps, q):
+    """mean over tasks of log(best f / zo-adamm's best f at the default lr), per member."""
+    lr, _ = step_sizes(task.x0, UnrollSettings(q=q), task.box)
+    reference = run(task, ZO_ADAMM, None, lr, seed, steps, 1, q)[0]
+    best = run(task, controller(theta, inner), net, lr * factor, seed, steps,
+               theta.shape[0], q)
+    tiny = 1e-300
+    return (torch.log(best.clamp_min(tiny)) - torch.log(reference.clamp_min(tiny))).mean(-1)
+
+
+VALIDATION_FACTORS = (0.1, 1.0, 10.0)
+
+
+def validation_set(dims, seed: int = 10000):
+    """One batch per family and d, its three tasks at lr factors 0.1, 1 and 10."""
+    gen = torch.Generator().manual_seed(seed)
+    factor = torch.tensor(VALIDATION_FACTORS, dtype=torch.float64).reshape(-1, 1)
+    return [(tasks.sample(gen, family, len(VALIDATION_FACTORS), d, augmentation=AUGMENTATION),
+             factor, seed + i)
+            for i, (family, d) in enumerate((f, d) for f in tasks.FAMILIES for d in dims)]
+
+
+@torch.no_grad()
+def validate(theta: torch.Tensor, inner, net, dims, steps: int, q: int) -> dict:
+    """Per validation batch, log(best f / zo-adamm's at the default lr) per lr factor, and
+    the means per factor."""
+    rows = {}
+    for task, factor, seed in validation_set(dims):
+        lr, _ = step_sizes(task.x0, UnrollSettings(q=q), task.box)
+        reference = run(task, ZO_ADAMM, None, lr, seed, steps, 1, q)[0]
+        best = run(task, controller(theta.reshape(1, -1), inner), net, lr * factor, seed,
+                   steps, 1, q)[0]
+        rows[f"{task.family}-d{task.size[1]}"] = (
+            torch.log(best.clamp_min(1e-300)) - torch.log(reference.clamp_min(1e-300))).tolist()
+    means = [sum(r[i] for r in rows.values()) / len(rows) for i in range(len(VALIDATION_FACTORS))]
+    return {"batches": rows, "mean_by_factor": dict(zip(map(str, VALIDATION_FACTORS), means))}
+
+
+def inner_rule(name: str):
+    if name == "adamm":
+        return ZO_ADAMM, None
+    parts = learned.load_parts("l2l-zo", None, "cpu")
+    return L2L_ZO, parts.update
+
+
+def train(args) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint.pt"
+    inner, net = inner_rule(args.inner)
+    theta = initial_params()
+    moments = (torch.zeros_like(theta), torch.zeros_like(theta))
+    history, start = [], 0
+    if args.resume and ckpt.exists():
+        saved = torch.load(ckpt, weights_only=False)
+        theta, moments, history, start = (saved["theta"], saved["moments"], saved["history"],
+                                          saved["iteration"])
+    gen = torch.Generator().manual_seed(args.seed)
+    def draws():
+        batches = [draw_batch(gen, args.dims, args.batch) for _ in range(args.batches)]
+        seeds = [int(torch.randint(2 ** 31, (), generator=gen)) for _ in batches]
+        return batches, seeds, torch.randn(args.pairs, theta.numel(), generator=gen,
+                                            dtype=torch.float64)
+
+    for _ in range(start):  # the same task stream on resume
+        draws()
+    m, v = moments
+    t0 = time.time()
+    for it in range(start, args.iterations):
+        batches, seeds, noise = draws()
+        population = torch.cat([theta + args.sigma * noise, theta - args.sigma * noise,
+                                theta[None]])
+        scores = sum(objective(population, inner, net, task, factor, seed, args.steps, args.q)
+                     for (task, factor), seed in zip(batches, seeds)) / len(batches)
+        plus, minus, centre = scores[:args.pairs], scores[args.pairs:-1], float(scores[-1])
+        # ranks within the pairs (fitness shaping), then the antithetic estimate
+        ranks = torch.cat([plus, minus]).argsort().argsort().double()
+        ranks = ranks / (ranks.numel() - 1) - 0.5
+        grad = ((ranks[:args.pairs] - ranks[args.pairs:])[:, None] * noise).mean(0) / args.sigma
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad * grad
+        k = it + 1
+        theta = theta - args.lr * (m / (1 - 0.9 ** k)) / ((v / (1 - 0.999 ** k)).sqrt() + 1e-8)
+        history.append({"iteration": k, "tasks": [f"{t.family}-d{t.size[1]}" for t, _ in batches],
+                        "centre": centre, "mean": float(scores[:-1].mean()),
+                        "start": float(theta[-1]), "seconds": time.time() - t0})
+        if args.validate_every and k % args.validate_every == 0:
+            history[-1]["validation"] = validate(theta, inner, net, args.dims, args.steps,
+                                                 args.q)["mean_by_factor"]
+        print(json.dumps(history[-1]), flush=True)
+        if k % args.save_every == 0 or k == args.iterations:
+            torch.save({"theta": theta, "moments": (m, v), "history": history, "iteration": k,
+                        "inner": args.inner}, ckpt)
+            torch.save({"theta": theta, "inner": args.inner}, out / "controller.pt")
+
+
+def register_method(path: str | Path, name: str = "gain-l2l") -> None:
+    """Register the controller saved at ``path`` around its inner rule as method ``name``
+    (Gaussian queries, no guard), for research/lr_sensitivity.py."""
+    import numpy as np
+
+    from zominimize._registry import MethodSpec, register
+    from zominimize.methods import LEARNED_OPTIONS, _lr
+    from zominimize.rules import Rule
+
+    saved = torch.load(path, weights_only=False)
+    theta = saved["theta"].reshape(1, -1)
+    inner, net = inner_rule(saved["inner"])
+    stepper = controller(theta, inner)
+
+    def make_rule(settings, parts):
+        lr = _lr(settings)
+
+        def init(d):
+            return stepper.init((1, 1, d))
+
+        @torch.no_grad()
+        def update(g, f, state):
+            step, state = stepper.step(net, torch.as_tensor(g).reshape(1, 1, -1),
+                                       torch.tensor([[float(f)]], dtype=torch.float64),
+                                       state, lr)
+            return step.reshape(-1).numpy().astype(np.float64), state
+
+        return Rule(init, update, GainState)
+
+    register(MethodSpec(name=name, summary="research: a learned per-run gain", doc="research",
+                        base_step=0.1, options=LEARNED_OPTIONS, make_rule=make_rule))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="research/runs/gain-es")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--inner", choices=("l2l-zo", "adamm"), default="l2l-zo")
+    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--pairs", type=int, default=8)
+    parser.add_argument("--sigma", type=float, default=0.1)
+    parser.add_argument("--lr", type=float, default=0.03)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--q", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=4, help="tasks per batch")
+    parser.add_argument("--batches", type=int, default=1, help="task batches per iteration")
+    parser.add_argument("--validate-every", type=int, default=0)
+    parser.add_argument("--dims", type=int, nargs="+", default=[30, 100, 300])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-every", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--validate", nargs="+", metavar="CONTROLLER",
+                        help="print the validation figures of saved controllers ('prior': "
+                             "the untrained one) instead of training")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.validate:
+        for path in args.validate:
+            if path == "prior":
+                theta, inner_name = initial_params(), args.inner
+            else:
+                saved = torch.load(path, weights_only=False)
+                theta, inner_name = saved["theta"], saved["inner"]
+            inner, net = inner_rule(inner_name)
+            result = validate(theta, inner, net, args.dims, args.steps, args.q)
+            print(path, json.dumps(result["mean_by_factor"]), flush=True)
+        return
+    train(args)
+
+
+if __name__ == "__main__":
+    main()
