@@ -88,3 +88,26 @@ def register_methods() -> None:
         doc="research", base_step=0.1, options={**LEARNED_OPTIONS, **GAIN_OPTIONS},
         make_rule=lambda s, parts: _gain(s, L2L_ZO.make_rule(s, parts)),
         load=L2L_ZO.load, fallback="zo-adamm", weight_set="l2l-zo"))
+
+
+#: The step multipliers a start probe tries (log-spaced over two decades each way).
+PROBE_FACTORS = tuple(10.0 ** (k / 2) for k in range(-4, 5))
+
+
+def probe_factor(fun, x0: np.ndarray, lr: float, q: int, mu: float, seed: int,
+                 factors=PROBE_FACTORS) -> tuple[float, int]:
+    """The lr multiplier whose first ZO-AdaMM step (a sign step of length lr: the first
+    step of Adam's normalisation) lowers f the most, and the evaluations it took.
+
+    One forward-difference estimate at x0 (q + 1 evaluations) and one evaluation per
+    factor: a start that is far too small or too large shows in the first step already.
+    """
+    rng = np.random.default_rng([seed, 18])
+    f0 = fun(x0)
+    u = rng.standard_normal((q, x0.size))
+    g = (np.array([fun(x0 + mu * row) for row in u]) - f0) @ u / (q * mu)
+    values = [fun(x0 - factor * lr * np.sign(g)) for factor in factors]
+    best = int(np.argmin(values))
+    if not values[best] < f0:
+        return 1.0, q + 1 + len(factors)
+    return factors[best], q + 1 + len(factors)

@@ -3,9 +3,13 @@
 Issue 18's second requirement: with ``lr`` set 10x too small and 10x too large, a learned
 optimizer that adapts ends within 1.5x of its own default result. This script measures it
 on the benchmark's nclsq (d = 100) and LeNet5 attack problems, at the benchmark's budget
-of 4,200 evaluations, for l2l-zo and zo-adamm. Run from the repository root::
+of 4,200 evaluations, for l2l-zo and zo-adamm or the methods named (the research methods
+of adaptive_rules.py, controllers saved by gain_es.py). Run from the repository root::
 
     python research/lr_sensitivity.py [--nclsq 3] [--seeds 2] [--images 2]
+    python research/lr_sensitivity.py --methods hyper-adamm --option kappa=0.02
+    python research/lr_sensitivity.py --controller es=research/runs/gain-es-l2l/controller.pt \
+        --methods es
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import zominimize  # noqa: E402
-from research import adaptive_rules  # noqa: E402
+from research import adaptive_rules, gain_es  # noqa: E402
 from zominimize._call import resolve  # noqa: E402
 from zominimize._registry import get_method, method_options  # noqa: E402
 
@@ -37,16 +41,23 @@ def default_lr(method: str, x0: np.ndarray) -> float:
         return resolve(method, x0, None, {}, run_options=True).settings["step"]
 
 
-def final_loss(method: str, spec: dict, seed: int, factor: float, options: dict) -> float:
+def final_loss(method: str, spec: dict, seed: int, factor: float, options: dict,
+               probe: bool = False) -> float:
     problem = build(spec)
     lr = factor * default_lr(method, problem.x0)
     known = method_options(get_method(method))
     options = {name: value for name, value in options.items() if name in known}
+    budget = BUDGET
+    if probe:  # the start probe's evaluations count against the budget
+        x_scale = max(float(np.sqrt(np.mean(problem.x0 ** 2))), 1.0)
+        multiplier, used = adaptive_rules.probe_factor(problem.fun, problem.x0, lr, 20,
+                                                       1e-4 * x_scale, seed)
+        lr, budget = lr * multiplier, budget - used
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = zominimize.minimize(problem.fun, problem.x0, method=method,
-                                  options={"seed": seed, "maxfev": BUDGET, "lr": lr,
-                                           "maxiter": BUDGET, **options})
+                                  options={"seed": seed, "maxfev": budget, "lr": lr,
+                                           "maxiter": budget, **options})
     return float(res.fun)
 
 
@@ -58,14 +69,16 @@ def main() -> None:
     parser.add_argument("--methods", default="l2l-zo,zo-adamm",
                         help="comma-separated methods (research/adaptive_rules.py's too)")
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                        help="an option passed to every method (repeatable)")
+                        help="an option for each method that has it (repeatable)")
     parser.add_argument("--controller", action="append", default=[], metavar="[NAME=]PATH",
                         help="register a research/gain_es.py controller as a method")
+    parser.add_argument("--probe", action="store_true",
+                        help="choose each run's lr multiplier by adaptive_rules.probe_factor "
+                             "first (its evaluations count)")
     args = parser.parse_args()
     adaptive_rules.register_methods()
     for item in args.controller:
         name, _, path = item.rpartition("=")
-        from research import gain_es
         gain_es.register_method(path, name or "gain-l2l")
     options = {name: float(value) for name, value in
                (item.split("=", 1) for item in args.option)}
@@ -78,9 +91,11 @@ def main() -> None:
     print("| problem | method | lr / 10 | default lr | lr x 10 | worst ratio to default |")
     print("|---|---|---|---|---|---|")
     for name, runs in problems.items():
+        if not runs:
+            continue
         for method in args.methods.split(","):
-            medians = [float(np.median([final_loss(method, spec, seed, f, options) for spec, seed in runs]))
-                       for f in FACTORS]
+            medians = [float(np.median([final_loss(method, spec, seed, f, options, args.probe)
+                                        for spec, seed in runs])) for f in FACTORS]
             worst = max(medians[0], medians[2]) / medians[1]
             print(f"| {name} ({len(runs)} runs) | {method} | {medians[0]:.3g} | "
                   f"{medians[1]:.3g} | {medians[2]:.3g} | {worst:.3g} |", flush=True)

@@ -50,11 +50,12 @@ def _train(out, iterations, resume):
     argv = ["gain_es.py", "--out", str(out), "--inner", "adamm", "--iterations",
             str(iterations), "--pairs", "2", "--steps", "8", "--dims", "12", "--batch", "2",
             "--save-every", "1"] + (["--resume"] if resume else [])
-    old, sys.argv = sys.argv, argv
+    old, sys.argv, threads = sys.argv, argv, torch.get_num_threads()
     try:
-        gain_es.main()
+        gain_es.main()  # it sets torch's thread count, which changes later tests' sums
     finally:
         sys.argv = old
+        torch.set_num_threads(threads)
     return torch.load(out / "checkpoint.pt", weights_only=False)
 
 

@@ -58,8 +58,9 @@ RECORDED = [
 
 
 def test_a_default_config_episode_gives_the_recorded_losses():
-    """Exact on the machine that recorded them; the tolerance only absorbs a BLAS that
-    rounds differently (a changed task or draw moves them at the first digits)."""
+    """Exact on the machine that recorded them; the tolerance absorbs another CPU's
+    rounding (an AMD EPYC differs by up to 3e-10 relative in stage 2, whose meta-gradient
+    runs through the queries), while a changed task or draw moves them at the first digits."""
     config = TrainConfig(name="tiny", steps=20, truncation=10, batch=2, dims=(6, 9),
                          meta_loss="vs-best", behind_penalty=3.0, max_samples=12)
     assert not config.augmentation.active
@@ -76,7 +77,7 @@ def test_a_default_config_episode_gives_the_recorded_losses():
     assert got[0] == RECORDED[0] and got[2] == RECORDED[2]
     for scores, recorded in ((got[1], RECORDED[1]), (got[3], RECORDED[3])):
         for score, expected in zip(scores, recorded):
-            assert score == pytest.approx(expected, rel=1e-12, abs=0)
+            assert score == pytest.approx(expected, rel=1e-8, abs=0)
 
 
 def test_the_default_augmentation_draws_nothing_and_changes_no_task():
