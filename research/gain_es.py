@@ -46,6 +46,8 @@ from zominimize.train.unroll import (ZO_ADAMM, RunState, Stepper, UnrollSettings
                                      step_sizes, unroll_step)
 from zominimize.learned.designs import query_init  # noqa: E402
 
+from research import digits_attack  # noqa: E402
+
 KAPPA = 0.01      # the prior's gain
 LIMIT = 6.0       # |log_gain| <= LIMIT
 RANGE = 0.3       # the MLP's correction per iteration lies within +-RANGE
@@ -54,6 +56,7 @@ BETA_S = 0.9      # decay of the success rate
 HIDDEN = 16
 N_FEATURES = 5
 LR_DECADES = 1.2  # lr factor 10^U(-LR_DECADES, LR_DECADES)
+ATTACK_SIDES = (8, 16, 28)
 AUGMENTATION = tasks.Augmentation(x_scale_range=(-1.0, 1.0), coordinate_scale_range=(-0.5, 0.5),
                                   box_fraction=0.2, minority_fraction=0.2)
 
@@ -159,10 +162,17 @@ def run(task: tasks.TaskBatch, stepper, net, lr, eps_gen_seed: int, steps: int, 
     return best
 
 
-def draw_batch(gen: torch.Generator, dims, b: int):
-    family = tasks.FAMILIES[int(torch.randint(len(tasks.FAMILIES), (), generator=gen))]
-    d = dims[int(torch.randint(len(dims), (), generator=gen))]
-    task = tasks.sample(gen, family, b, d, augmentation=AUGMENTATION)
+def draw_batch(gen: torch.Generator, dims, b: int, attack_share: float = 0.0):
+    """A task batch and its lr factors: with probability ``attack_share`` attacks on the
+    digits classifier (research/digits_attack.py, d = 64, 256 or 784), else a family of
+    zominimize.train.tasks, augmented."""
+    if attack_share and float(torch.rand((), generator=gen, dtype=torch.float64)) < attack_share:
+        side = ATTACK_SIDES[int(torch.randint(len(ATTACK_SIDES), (), generator=gen))]
+        task = digits_attack.sample(gen, b, side)
+    else:
+        family = tasks.FAMILIES[int(torch.randint(len(tasks.FAMILIES), (), generator=gen))]
+        d = dims[int(torch.randint(len(dims), (), generator=gen))]
+        task = tasks.sample(gen, family, b, d, augmentation=AUGMENTATION)
     factor = torch.exp(math.log(10) * LR_DECADES * (2 * torch.rand(b, 1, generator=gen,
                                                                     dtype=torch.float64) - 1))
     return task, factor
@@ -182,21 +192,27 @@ def objective(theta, inner, net, task, factor, seed, steps, q):
 VALIDATION_FACTORS = (0.1, 1.0, 10.0)
 
 
-def validation_set(dims, seed: int = 10000):
-    """One batch per family and d, its three tasks at lr factors 0.1, 1 and 10."""
+def validation_set(dims, seed: int = 10000, attacks: bool = False):
+    """One batch per family and d, its three tasks at lr factors 0.1, 1 and 10; with
+    ``attacks``, also one batch of digits attacks per side."""
     gen = torch.Generator().manual_seed(seed)
     factor = torch.tensor(VALIDATION_FACTORS, dtype=torch.float64).reshape(-1, 1)
-    return [(tasks.sample(gen, family, len(VALIDATION_FACTORS), d, augmentation=AUGMENTATION),
-             factor, seed + i)
-            for i, (family, d) in enumerate((f, d) for f in tasks.FAMILIES for d in dims)]
+    b = len(VALIDATION_FACTORS)
+    out = [(tasks.sample(gen, family, b, d, augmentation=AUGMENTATION), factor, seed + i)
+           for i, (family, d) in enumerate((f, d) for f in tasks.FAMILIES for d in dims)]
+    if attacks:
+        out += [(digits_attack.sample(gen, b, side), factor, seed + len(out) + i)
+                for i, side in enumerate(ATTACK_SIDES)]
+    return out
 
 
 @torch.no_grad()
-def validate(theta: torch.Tensor, inner, net, dims, steps: int, q: int) -> dict:
+def validate(theta: torch.Tensor, inner, net, dims, steps: int, q: int,
+             attacks: bool = False) -> dict:
     """Per validation batch, log(best f / zo-adamm's at the default lr) per lr factor, and
     the means per factor."""
     rows = {}
-    for task, factor, seed in validation_set(dims):
+    for task, factor, seed in validation_set(dims, attacks=attacks):
         lr, _ = step_sizes(task.x0, UnrollSettings(q=q), task.box)
         reference = run(task, ZO_ADAMM, None, lr, seed, steps, 1, q)[0]
         best = run(task, controller(theta.reshape(1, -1), inner), net, lr * factor, seed,
@@ -228,7 +244,8 @@ def train(args) -> None:
                                           saved["iteration"])
     gen = torch.Generator().manual_seed(args.seed)
     def draws():
-        batches = [draw_batch(gen, args.dims, args.batch) for _ in range(args.batches)]
+        batches = [draw_batch(gen, args.dims, args.batch, args.attack_share)
+                   for _ in range(args.batches)]
         seeds = [int(torch.randint(2 ** 31, (), generator=gen)) for _ in batches]
         return batches, seeds, torch.randn(args.pairs, theta.numel(), generator=gen,
                                             dtype=torch.float64)
@@ -256,8 +273,12 @@ def train(args) -> None:
                         "centre": centre, "mean": float(scores[:-1].mean()),
                         "start": float(theta[-1]), "seconds": time.time() - t0})
         if args.validate_every and k % args.validate_every == 0:
-            history[-1]["validation"] = validate(theta, inner, net, args.dims, args.steps,
-                                                 args.q)["mean_by_factor"]
+            result = validate(theta, inner, net, args.dims, args.steps, args.q,
+                              attacks=args.attack_share > 0)
+            history[-1]["validation"] = result["mean_by_factor"]
+            history[-1]["validation_attacks"] = {
+                key: value for key, value in result["batches"].items()
+                if key.startswith("digits-attack")}
         print(json.dumps(history[-1]), flush=True)
         if k % args.save_every == 0 or k == args.iterations:
             torch.save({"theta": theta, "moments": (m, v), "history": history, "iteration": k,
@@ -312,6 +333,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="tasks per batch")
     parser.add_argument("--batches", type=int, default=1, help="task batches per iteration")
     parser.add_argument("--validate-every", type=int, default=0)
+    parser.add_argument("--attack-share", type=float, default=0.0,
+                        help="share of batches that attack the digits classifier (and "
+                             "validation on them)")
     parser.add_argument("--dims", type=int, nargs="+", default=[30, 100, 300])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-every", type=int, default=5)
@@ -329,8 +353,12 @@ def main() -> None:
                 saved = torch.load(path, weights_only=False)
                 theta, inner_name = saved["theta"], saved["inner"]
             inner, net = inner_rule(inner_name)
-            result = validate(theta, inner, net, args.dims, args.steps, args.q)
+            result = validate(theta, inner, net, args.dims, args.steps, args.q,
+                              attacks=args.attack_share > 0)
             print(path, json.dumps(result["mean_by_factor"]), flush=True)
+            if args.attack_share > 0:
+                print("  attacks", json.dumps({k: v for k, v in result["batches"].items()
+                                               if k.startswith("digits-attack")}))
         return
     train(args)
 

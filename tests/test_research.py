@@ -4,6 +4,7 @@ as its prior and resumes exactly. Nothing here registers methods."""
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from research import adaptive_rules, gain_es
@@ -67,3 +68,19 @@ def test_es_training_resumes_exactly(tmp_path, capsys):
     assert [row["centre"] for row in straight["history"]] == \
         [row["centre"] for row in resumed["history"]]
     assert not torch.equal(straight["theta"], gain_es.initial_params())
+
+
+def test_digits_attack_tasks_are_batched_nonnegative_and_start_unsolved():
+    pytest.importorskip("sklearn")
+    from research import digits_attack
+
+    net, right = digits_attack.classifier(8)
+    assert float(right.double().mean()) > 0.95
+    task = digits_attack.sample(torch.Generator().manual_seed(0), 3, 8)
+    assert task.size == (3, 64)
+    f0 = task.fun(task.x0)
+    assert bool((f0 > 0).all())  # correctly classified: the margin term is positive
+    points = task.x0 + torch.randn(5, 3, 64, dtype=torch.float64)
+    values = task.fun(points)
+    assert values.shape == (5, 3) and bool((values >= 0).all())
+    assert torch.allclose(values[2], task.fun(points[2]))
