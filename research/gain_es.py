@@ -279,6 +279,13 @@ def train(args) -> None:
             history[-1]["validation_attacks"] = {
                 key: value for key, value in result["batches"].items()
                 if key.startswith("digits-attack")}
+            mean = sum(result["mean_by_factor"].values()) / len(VALIDATION_FACTORS)
+            best = min((row["validation_mean"] for row in history[:-1]
+                        if "validation_mean" in row), default=math.inf)
+            history[-1]["validation_mean"] = mean
+            if mean < best:  # checkpoint selection: the lowest validation mean so far
+                torch.save({"theta": theta, "inner": args.inner, "iteration": k},
+                           out / "best.pt")
         print(json.dumps(history[-1]), flush=True)
         if k % args.save_every == 0 or k == args.iterations:
             torch.save({"theta": theta, "moments": (m, v), "history": history, "iteration": k,
