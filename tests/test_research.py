@@ -1,5 +1,6 @@
 """The research scripts (research/): the hand-written gain adapts, the ES controller starts
-as its prior and resumes exactly. Nothing here registers methods."""
+as its prior and resumes exactly, the digits attack tasks are well formed. Nothing here
+registers methods."""
 
 import sys
 
