@@ -43,8 +43,8 @@ from ..learned import weights
 from ..learned.designs import make_nets
 from . import tasks
 from .config import TrainConfig
-from .unroll import (ZO_ADAMM, UnrollSettings, detach, forward_difference, initial_state,
-                     observe, project, step_sizes, unroll_step)
+from .unroll import (ZO_ADAMM, UnrollSettings, detach, estimate, initial_state, project,
+                     step_sizes, unroll_step)
 
 STAGES = ("stage1", "stage2")
 
@@ -61,13 +61,7 @@ def sign_step(fun, x: torch.Tensor, eps: torch.Tensor, lr, mu, box=None, noise=N
     """One ZO-signSGD step on the batch with the standard draws eps (q, B, d): the
     package's "zo-signsgd" with its default lr, x - lr sign(g); ``box``, ``noise`` and
     ``z`` as for :func:`zominimize.train.unroll.unroll_step`."""
-    if box is None and noise is None:
-        g = forward_difference(fun(x), fun(x + mu * eps), eps, mu)
-        return x - lr * torch.sign(g)
-    queried = project(x + mu * eps, box)
-    g = forward_difference(observe(fun, x, noise, None if z is None else z[0]),
-                           observe(fun, queried, noise, None if z is None else z[1:]),
-                           (queried - x) / mu, mu)
+    g, _ = estimate(fun, x, eps, mu, box, noise, z)
     return project(x - lr * torch.sign(g), box)
 
 

@@ -109,6 +109,26 @@ def observe(fun, points: torch.Tensor, noise=None, z=None) -> torch.Tensor:
     return values if noise is None else noise(values, z)
 
 
+def estimate(fun, x: torch.Tensor, u: torch.Tensor, mu, box=None, noise=None, z=None,
+             keep_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward-difference estimate g (B, d) at x from the directions u (q, B, d), and
+    the value at x (B,) that the optimizer sees, as the optimizer forms them: on a task with a ``box`` the queries are projected onto it and
+    g uses the displacements queried, (P(x + mu u) - x) / mu; with ``noise`` the optimizer
+    sees noisy values (``z`` (q + 1, B): row 0 for f(x), rows 1..q for the queries).
+    ``keep_graph`` lets the meta-gradient reach u through the queried values."""
+    with torch.no_grad():
+        f_x = observe(fun, x, noise, None if z is None else z[0])
+    if box is None:
+        f_q = observe(fun, x + mu * u, noise, None if z is None else z[1:])
+    else:
+        queried = project(x + mu * u, box)
+        f_q = observe(fun, queried, noise, None if z is None else z[1:])
+        u = (queried - x) / mu
+    if not keep_graph:
+        f_q = f_q.detach()
+    return forward_difference(f_x, f_q, u, mu), f_x
+
+
 def unroll_step(fun, state: RunState, eps: torch.Tensor, update_net: CoordinateLSTM | None,
                 query_net: CoordinateLSTM, lr, mu, settings: UnrollSettings, box=None,
                 noise=None, z=None):
@@ -132,18 +152,8 @@ def unroll_step(fun, state: RunState, eps: torch.Tensor, update_net: CoordinateL
     u = eps * state.query.scales if settings.use_query else eps
     if not settings.train_query:
         u = u.detach()
-    x = state.x.detach()
-    with torch.no_grad():
-        f_x = observe(fun, x, noise, None if z is None else z[0])
-    if box is None:
-        f_q = observe(fun, x + mu * u, noise, None if z is None else z[1:])
-    else:
-        queried = project(x + mu * u, box)
-        f_q = observe(fun, queried, noise, None if z is None else z[1:])
-        u = (queried - x) / mu
-    if not settings.train_query:
-        f_q = f_q.detach()
-    g = forward_difference(f_x, f_q, u, mu)
+    g, f_x = estimate(fun, state.x.detach(), u, mu, box, noise, z,
+                      keep_graph=settings.train_query)
     step, update = settings.design.step(update_net, g, f_x, state.update, lr)
     query, out = state.query, None
     if settings.use_query:
