@@ -179,14 +179,20 @@ def draw_batch(gen: torch.Generator, dims, b: int, attack_share: float = 0.0):
 
 
 @torch.no_grad()
-def objective(theta, inner, net, task, factor, seed, steps, q):
-    """mean over tasks of log(best f / zo-adamm's best f at the default lr), per member."""
+def log_ratios(theta, inner, net, task, factor, seed, steps, q) -> torch.Tensor:
+    """log(best f / zo-adamm's best f at the default lr) per member and task, (P, B): the
+    controllers theta (P, n) run at lr times ``factor`` (B, 1)."""
     lr, _ = step_sizes(task.x0, UnrollSettings(q=q), task.box)
     reference = run(task, ZO_ADAMM, None, lr, seed, steps, 1, q)[0]
     best = run(task, controller(theta, inner), net, lr * factor, seed, steps,
                theta.shape[0], q)
     tiny = 1e-300
-    return (torch.log(best.clamp_min(tiny)) - torch.log(reference.clamp_min(tiny))).mean(-1)
+    return torch.log(best.clamp_min(tiny)) - torch.log(reference.clamp_min(tiny))
+
+
+def objective(theta, inner, net, task, factor, seed, steps, q) -> torch.Tensor:
+    """The ES objective per member: the mean of :func:`log_ratios` over the tasks."""
+    return log_ratios(theta, inner, net, task, factor, seed, steps, q).mean(-1)
 
 
 VALIDATION_FACTORS = (0.1, 1.0, 10.0)
@@ -213,12 +219,8 @@ def validate(theta: torch.Tensor, inner, net, dims, steps: int, q: int,
     the means per factor."""
     rows = {}
     for task, factor, seed in validation_set(dims, attacks=attacks):
-        lr, _ = step_sizes(task.x0, UnrollSettings(q=q), task.box)
-        reference = run(task, ZO_ADAMM, None, lr, seed, steps, 1, q)[0]
-        best = run(task, controller(theta.reshape(1, -1), inner), net, lr * factor, seed,
-                   steps, 1, q)[0]
-        rows[f"{task.family}-d{task.size[1]}"] = (
-            torch.log(best.clamp_min(1e-300)) - torch.log(reference.clamp_min(1e-300))).tolist()
+        rows[f"{task.family}-d{task.size[1]}"] = log_ratios(
+            theta.reshape(1, -1), inner, net, task, factor, seed, steps, q)[0].tolist()
     means = [sum(r[i] for r in rows.values()) / len(rows) for i in range(len(VALIDATION_FACTORS))]
     return {"batches": rows, "mean_by_factor": dict(zip(map(str, VALIDATION_FACTORS), means))}
 

@@ -34,24 +34,30 @@ BUDGET = 4200
 FACTORS = (0.1, 1.0, 10.0)
 
 
-def default_lr(method: str, x0: np.ndarray) -> float:
-    """The method's default per-coordinate step for this start (its lr when lr is unset)."""
+def default_settings(method: str, x0: np.ndarray) -> dict:
+    """The method's resolved settings for this start with default options (its default
+    step as "step", and q and mu)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return resolve(method, x0, None, {}, run_options=True).settings["step"]
+        return resolve(method, x0, None, {}, run_options=True).settings
+
+
+def default_lr(method: str, x0: np.ndarray) -> float:
+    """The method's default per-coordinate step for this start (its lr when lr is unset)."""
+    return default_settings(method, x0)["step"]
 
 
 def final_loss(method: str, spec: dict, seed: int, factor: float, options: dict,
                probe: bool = False) -> float:
     problem = build(spec)
-    lr = factor * default_lr(method, problem.x0)
+    settings = default_settings(method, problem.x0)
+    lr = factor * settings["step"]
     known = method_options(get_method(method))
     options = {name: value for name, value in options.items() if name in known}
     budget = BUDGET
     if probe:  # the start probe's evaluations count against the budget
-        x_scale = max(float(np.sqrt(np.mean(problem.x0 ** 2))), 1.0)
-        multiplier, used = adaptive_rules.probe_factor(problem.fun, problem.x0, lr, 20,
-                                                       1e-4 * x_scale, seed)
+        multiplier, used = adaptive_rules.probe_factor(problem.fun, problem.x0, lr,
+                                                       settings["q"], settings["mu"], seed)
         lr, budget = lr * multiplier, budget - used
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
