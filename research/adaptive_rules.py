@@ -20,9 +20,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from zominimize._bounds import standardize_bounds
 from zominimize._options import Option, positive_float, unit_interval_closed
 from zominimize._registry import MethodSpec, method_names, register
 from zominimize.methods import ADAMM_OPTIONS, LEARNED_OPTIONS, L2L_ZO, ZO_ADAMM
+from zominimize.estimators import estimate_gradient, query_points
 from zominimize.rules import Rule, ema
 
 
@@ -103,9 +105,9 @@ def probe_factor(fun, x0: np.ndarray, lr: float, q: int, mu: float, seed: int,
     factor: a start that is far too small or too large shows in the first step already.
     """
     rng = np.random.default_rng([seed, 18])
-    f0 = fun(x0)
-    u = rng.standard_normal((q, x0.size))
-    g = (np.array([fun(x0 + mu * row) for row in u]) - f0) @ u / (q * mu)
+    points = query_points(rng, x0, q, mu, "gaussian", "forward", standardize_bounds(None, x0.size))
+    evaluated = np.array([fun(point) for point in points])
+    f0, (g, _) = evaluated[0], estimate_gradient(x0, points, evaluated, mu, "forward")
     values = [fun(x0 - factor * lr * np.sign(g)) for factor in factors]
     best = int(np.argmin(values))
     if not values[best] < f0:
