@@ -112,10 +112,13 @@ def observe(fun, points: torch.Tensor, noise=None, z=None) -> torch.Tensor:
 def estimate(fun, x: torch.Tensor, u: torch.Tensor, mu, box=None, noise=None, z=None,
              keep_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The forward-difference estimate g (B, d) at x from the directions u (q, B, d), and
-    the value at x (B,) that the optimizer sees, as the optimizer forms them: on a task with a ``box`` the queries are projected onto it and
-    g uses the displacements queried, (P(x + mu u) - x) / mu; with ``noise`` the optimizer
-    sees noisy values (``z`` (q + 1, B): row 0 for f(x), rows 1..q for the queries).
-    ``keep_graph`` lets the meta-gradient reach u through the queried values."""
+    the value at x (B,) that the optimizer sees, as the optimizer forms them.
+
+    On a task with a ``box`` the queries are projected onto it and g uses the
+    displacements queried, (P(x + mu u) - x) / mu; with ``noise`` the optimizer sees
+    noisy values (``z`` (q + 1, B): row 0 for f(x), rows 1..q for the queries).
+    ``keep_graph`` lets the meta-gradient reach u through the queried values.
+    """
     with torch.no_grad():
         f_x = observe(fun, x, noise, None if z is None else z[0])
     if box is None:
