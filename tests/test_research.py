@@ -85,3 +85,21 @@ def test_digits_attack_tasks_are_batched_nonnegative_and_start_unsolved():
     values = task.fun(points)
     assert values.shape == (5, 3) and bool((values >= 0).all())
     assert torch.allclose(values[2], task.fun(points[2]))
+
+
+def test_the_dense_query_signal_is_the_estimates_expected_alignment():
+    from research.query_dense import alignment, log_gain
+
+    gen = torch.Generator().manual_seed(0)
+    d, q = 12, 5
+    G = torch.randn(d, generator=gen, dtype=torch.float64)
+    s = torch.rand(d, generator=gen, dtype=torch.float64) + 0.2
+    u = torch.randn(100000, q, d, generator=gen, dtype=torch.float64) * s
+    g = ((u @ G).unsqueeze(-1) * u).mean(1)
+    expected = (g @ G).mean() / (G.norm() * (g * g).sum(-1).mean().sqrt())
+    assert float(alignment(s, G, q)) == pytest.approx(float(expected), rel=0.02)
+    live = torch.zeros(d, dtype=torch.float64)
+    live[:3] = 1.0
+    # queries on the three coordinates a gradient lives on beat isotropic ones
+    assert float(log_gain(live + 1e-3, G * live, q)) > 0.3  # 0.5 log 2 here
+    assert float(log_gain(torch.ones(d, dtype=torch.float64), G, q)) == 0.0

@@ -1,0 +1,190 @@
+"""Do queries guided by the run's recent estimates beat isotropic ones? (issue 18, direction 3)
+
+Guided ES (Maheswaranathan et al., ICML 2019) draws each direction from the covariance
+
+    Sigma = alpha I + (1 - alpha) (d / k) U U^T,      trace Sigma = d (as N(0, I)'s),
+
+U an orthonormal basis of k guiding directions. Here the guides are the run's own last k
+gradient estimates (self-guided, as in Liu et al. 2020), so no extra information enters:
+the question is whether spending part of the queries along where the gradient was lowers
+the estimator's error enough to pay. The forward-difference estimate from such directions
+has mean Sigma grad f, a descent direction that leans towards the subspace.
+
+This script runs one ZO loop with the package's own rules (zo-adamm, and the l2l-zo
+UpdateRNN), estimator and defaults (q, mu, lr), changing only the law of the directions,
+on the benchmark's nclsq and LeNet5 attack problems at 4,200 evaluations. Run from the
+repository root::
+
+    python research/guided_queries.py --alphas 1,0.5,0.25 --history 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from research.lr_sensitivity import BUDGET, default_settings  # noqa: E402
+from zominimize import estimators  # noqa: E402
+from zominimize._registry import get_method  # noqa: E402
+
+from benchmarks.problems import build  # noqa: E402
+
+
+def guided_directions(rng: np.random.Generator, q: int, d: int, alpha: float,
+                      basis: np.ndarray | None) -> np.ndarray:
+    """q directions (rows) with covariance alpha I + (1 - alpha) (d / k) U U^T, U the
+    (d, k) orthonormal ``basis``; N(0, I) when there is no basis or alpha is 1."""
+    u = rng.standard_normal((q, d))
+    if basis is None or alpha >= 1:
+        return u
+    k = basis.shape[1]
+    u *= np.sqrt(alpha)
+    u += np.sqrt((1 - alpha) * d / k) * rng.standard_normal((q, k)) @ basis.T
+    return u
+
+
+def orthonormal(history: list[np.ndarray]) -> np.ndarray | None:
+    """An orthonormal basis of the span of ``history`` (the nonzero estimates), or None."""
+    kept = [g for g in history if np.any(g)]
+    if not kept:
+        return None
+    basis, r = np.linalg.qr(np.stack(kept, axis=1))
+    return basis[:, np.abs(np.diag(r)) > 1e-12 * np.abs(r).max()]
+
+
+def split_estimate(rng: np.random.Generator, fun, x: np.ndarray, fx: float, q: int, mu: float,
+                   basis: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An unbiased estimate from k = basis.shape[1] queries along the basis (the gradient's
+    part in that subspace, exact to O(mu)) and q - k Gaussian queries projected onto its
+    complement (the rest, with E[v v^T] = I - U U^T): Meier et al. (2019)'s use of past
+    descent directions. Returns (g, points, values), the centre excluded."""
+    d, k = x.size, basis.shape[1]
+    along = np.sqrt(d) * basis.T                            # (k, d), lengths sqrt(d)
+    across = rng.standard_normal((q - k, d))
+    across -= (across @ basis) @ basis.T
+    directions = np.vstack([along, across])
+    points = x + mu * directions
+    values = fun(points)
+    coef = (values - fx) / mu
+    g = (coef[:k] / d) @ along + (coef[k:] @ across) / max(q - k, 1)
+    return g, points, values
+
+
+CONSISTENCY_BETA = 0.99
+
+
+def run(method: str, spec: dict, seed: int, alpha: float, history: int,
+        budget: int = BUDGET, mode: str = "guided") -> float:
+    """The best f of one run of ``method``'s rule (its defaults) with guided directions
+    (``mode`` "guided": Guided ES's law with the last ``history`` estimates as guides), or
+    with split queries ("split": ``history`` queries along the basis of the running mean of
+    the estimates and, for history > 1, the last estimates; alpha unused)."""
+    problem = build(spec)
+    x = problem.x0.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        settings = default_settings(method, x)
+    method_spec = get_method(method)
+    parts = method_spec.load(settings) if method_spec.load else None
+    rule = method_spec.make_rule(settings, parts)
+    state = rule.init(x.size)
+    q, mu = settings["q"], settings["mu"]
+    rng = np.random.default_rng(seed)
+    recent: list[np.ndarray] = []
+    mean = np.zeros(x.size)
+    best, used = np.inf, 0
+    while mode == "split" and used + q + 1 <= budget:
+        fx = float(problem.fun(x))
+        basis = orthonormal([mean] + recent[-(history - 1):] if history > 1 else [mean])
+        if basis is None:
+            points = x + mu * rng.standard_normal((q, x.size))
+            values = problem.batch_fun(points)
+            g, _ = estimators.estimate_gradient(x, np.vstack([x, points]),
+                                                np.concatenate([[fx], values]), mu, "forward")
+        else:
+            g, points, values = split_estimate(rng, problem.batch_fun, x, fx, q, mu, basis)
+        used += q + 1
+        best = min(best, fx, float(np.min(values)))
+        mean = 0.9 * mean + 0.1 * g
+        recent = (recent + [g])[-history:]
+        step, state = rule.update(g, fx, state)
+        x = x + step
+    scales = np.ones(x.size)
+    g_mean, g_square = np.zeros(x.size), np.zeros(x.size)
+    while mode == "consistency" and used + q + 1 <= budget:
+        directions = rng.standard_normal((q, x.size)) * scales
+        points = np.vstack([x, x + mu * directions])
+        values = problem.batch_fun(points)
+        used += q + 1
+        best = min(best, float(np.min(values)))
+        g, _ = estimators.estimate_gradient(x, points, values, mu, "forward")
+        unbiased = g / scales ** 2
+        g_mean = CONSISTENCY_BETA * g_mean + (1 - CONSISTENCY_BETA) * unbiased
+        g_square = CONSISTENCY_BETA * g_square + (1 - CONSISTENCY_BETA) * unbiased ** 2
+        rho = g_mean ** 2 / np.maximum(g_square, 1e-300)
+        scales = np.sqrt(alpha + rho)
+        scales *= np.sqrt(x.size) / np.linalg.norm(scales)
+        step, state = rule.update(g, float(values[0]), state)
+        x = x + step
+    while mode in ("guided", "oracle", "oracle-gradient") and used + q + 1 <= budget:
+        directions = guided_directions(rng, q, x.size, alpha if mode == "guided" else 1,
+                                       orthonormal(recent))
+        if mode == "oracle":  # research only: the attack's live pixels, from the image
+            image = problem.fun.x if hasattr(problem.fun, "x") else None
+            live = ((image + x > mu) & (image + x < 1 - mu)) if image is not None else 1
+            scales = np.where(live, 1.0, alpha)
+            directions *= scales * np.sqrt(x.size) / np.linalg.norm(scales)
+        if mode == "oracle-gradient":  # research only: scales |G|^alpha from the true G
+            h = 1e-4 * np.eye(x.size)
+            gradient = (problem.batch_fun(x + h) - problem.batch_fun(x - h)) / 2e-4
+            scales = np.abs(gradient) ** alpha + 1e-12
+            directions *= scales * np.sqrt(x.size) / np.linalg.norm(scales)
+        points = np.vstack([x, x + mu * directions])
+        values = problem.batch_fun(points)
+        used += q + 1
+        best = min(best, float(np.min(values)))
+        g, _ = estimators.estimate_gradient(x, points, values, mu, "forward")
+        recent = (recent + [g])[-history:] if history else []
+        step, state = rule.update(g, float(values[0]), state)
+        x = x + step
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", default="zo-adamm")
+    parser.add_argument("--alphas", default="1,0.5,0.25")
+    parser.add_argument("--history", type=int, default=5, help="k, the guiding estimates")
+    parser.add_argument("--nclsq", type=int, default=3, help="nclsq instances per d")
+    parser.add_argument("--dims", default="100,1000", help="nclsq dimensions")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--mode", choices=("guided", "split", "oracle", "oracle-gradient", "consistency"), default="guided")
+    args = parser.parse_args()
+    suites = {f"nclsq d={d}": [({"family": "nclsq", "d": int(d), "instance": i}, s)
+                               for i in range(args.nclsq) for s in range(args.seeds)]
+              for d in args.dims.split(",") if d}
+    suites["attack"] = [({"family": "attack", "image": i, "source": "foolbox"}, 0)
+                        for i in range(args.images)]
+    alphas = [float(a) for a in args.alphas.split(",")]
+    print(f"{args.mode}, k = {args.history}; median best f (runs)")
+    print("| suite | method | " + " | ".join(f"alpha {a:g}" for a in alphas) + " |")
+    print("|---|---|" + "---|" * len(alphas))
+    for suite, runs in suites.items():
+        if not runs:
+            continue
+        for method in args.methods.split(","):
+            medians = [np.median([run(method, spec, seed, a, args.history, mode=args.mode)
+                                  for spec, seed in runs]) for a in alphas]
+            print(f"| {suite} ({len(runs)}) | {method} | "
+                  + " | ".join(f"{m:.3g}" for m in medians) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
