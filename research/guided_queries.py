@@ -76,15 +76,15 @@ def split_estimate(rng: np.random.Generator, fun, x: np.ndarray, fx: float, q: i
     return g, points, values
 
 
-CONSISTENCY_BETA = 0.99
-
-
 def run(method: str, spec: dict, seed: int, alpha: float, history: int,
-        budget: int = BUDGET, mode: str = "guided") -> float:
-    """The best f of one run of ``method``'s rule (its defaults) with guided directions
-    (``mode`` "guided": Guided ES's law with the last ``history`` estimates as guides), or
-    with split queries ("split": ``history`` queries along the basis of the running mean of
-    the estimates and, for history > 1, the last estimates; alpha unused)."""
+        budget: int = BUDGET, mode: str = "guided", decay: float = 0.95) -> float:
+    """The best f of one run of ``method``'s rule (its defaults) with the directions of
+    ``mode``: "guided" (Guided ES's law, the last ``history`` estimates as guides),
+    "split" (``history`` queries along the basis of the running mean of the estimates and
+    the last estimates, the rest in its complement; alpha unused), "consistency" (scales
+    s^2 = alpha + rho, rho the running (``decay``) consistency of g / s^2 per coordinate),
+    or the upper bounds "oracle" (scale alpha on the attack's clipped pixels) and
+    "oracle-gradient" (scales |G|^alpha from the true gradient)."""
     problem = build(spec)
     x = problem.x0.copy()
     with warnings.catch_warnings():
@@ -125,8 +125,8 @@ def run(method: str, spec: dict, seed: int, alpha: float, history: int,
         best = min(best, float(np.min(values)))
         g, _ = estimators.estimate_gradient(x, points, values, mu, "forward")
         unbiased = g / scales ** 2
-        g_mean = CONSISTENCY_BETA * g_mean + (1 - CONSISTENCY_BETA) * unbiased
-        g_square = CONSISTENCY_BETA * g_square + (1 - CONSISTENCY_BETA) * unbiased ** 2
+        g_mean = decay * g_mean + (1 - decay) * unbiased
+        g_square = decay * g_square + (1 - decay) * unbiased ** 2
         rho = g_mean ** 2 / np.maximum(g_square, 1e-300)
         scales = np.sqrt(alpha + rho)
         scales *= np.sqrt(x.size) / np.linalg.norm(scales)
@@ -165,6 +165,7 @@ def main() -> None:
     parser.add_argument("--dims", default="100,1000", help="nclsq dimensions")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--decay", type=float, default=0.95, help="consistency's decay")
     parser.add_argument("--mode", choices=("guided", "split", "oracle", "oracle-gradient", "consistency"), default="guided")
     args = parser.parse_args()
     suites = {f"nclsq d={d}": [({"family": "nclsq", "d": int(d), "instance": i}, s)
@@ -180,7 +181,8 @@ def main() -> None:
         if not runs:
             continue
         for method in args.methods.split(","):
-            medians = [np.median([run(method, spec, seed, a, args.history, mode=args.mode)
+            medians = [np.median([run(method, spec, seed, a, args.history, mode=args.mode,
+                                      decay=args.decay)
                                   for spec, seed in runs]) for a in alphas]
             print(f"| {suite} ({len(runs)}) | {method} | "
                   + " | ".join(f"{m:.3g}" for m in medians) + " |", flush=True)
