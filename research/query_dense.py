@@ -46,10 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from research import digits_attack  # noqa: E402
 from research.gain_es import AUGMENTATION  # noqa: E402
 from zominimize.learned import weights  # noqa: E402
-from zominimize.learned.designs import L2L_ZO, make_nets, query_step  # noqa: E402
+from zominimize.learned.designs import L2L_ZO, make_nets  # noqa: E402
 from zominimize.train import tasks  # noqa: E402
-from zominimize.train.unroll import (UnrollSettings, estimate, initial_state,  # noqa: E402
-                                     project, step_sizes)
+from zominimize.train.unroll import (UnrollSettings, detach, initial_state,  # noqa: E402
+                                     step_sizes, unroll_step)
 
 Q = 20
 TINY = 1e-300
@@ -110,20 +110,15 @@ def episode(task: tasks.TaskBatch, update_net, query_net, gen: torch.Generator, 
     b, d = task.x0.shape
     total, losses = 0.0, []
     for t in range(steps):
-        scales = state.query.scales
+        gain = log_gain(state.query.scales, true_gradient(task.fun, state.x))
+        total += float(gain.mean().detach())
+        losses.append(-gain.mean())
         eps = torch.randn(Q, b, d, generator=gen, dtype=torch.float64)
         z = (torch.randn(Q + 1, b, generator=gen, dtype=torch.float64)
              if task.noise is not None else None)
-        with torch.no_grad():
-            g, f_x = estimate(task.fun, state.x, eps * scales.detach(), mu, task.box,
-                              task.noise, z)
-            step, update = L2L_ZO.step(update_net, g, f_x, state.update, lr)
-        gain = log_gain(scales, true_gradient(task.fun, state.x))
-        total += float(gain.mean().detach())
-        losses.append(-gain.mean())
-        with torch.set_grad_enabled(optimizer is not None):
-            query, _ = query_step(query_net, g, step, state.query, lr)
-        state = state._replace(x=project(state.x + step, task.box), update=update, query=query)
+        with torch.set_grad_enabled(optimizer is not None):  # the graph reaches the QueryRNN
+            state, *_ = unroll_step(task.fun, state, eps, update_net, query_net, lr, mu,
+                                    settings, task.box, task.noise, z)
         if optimizer is not None and ((t + 1) % window == 0 or t + 1 == steps):
             loss = torch.stack(losses).mean()
             if loss.requires_grad and torch.isfinite(loss):  # run 1 went NaN at 382
@@ -131,10 +126,7 @@ def episode(task: tasks.TaskBatch, update_net, query_net, gen: torch.Generator, 
                 loss.backward()
                 optimizer.step()
             losses = []
-            query = state.query
-            state = state._replace(query=query._replace(h=query.h.detach(),
-                                                        c=query.c.detach(),
-                                                        scales=query.scales.detach()))
+            state = state._replace(query=detach(state.query))
     return total / steps
 
 
