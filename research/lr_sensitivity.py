@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import zominimize  # noqa: E402
-from research import adaptive_rules, gain_es  # noqa: E402
+from research import adaptive_rules, gain_es, schedules  # noqa: E402
 from zominimize._call import resolve  # noqa: E402
 from zominimize._registry import get_method, method_options  # noqa: E402
 
@@ -67,6 +67,13 @@ def final_loss(method: str, spec: dict, seed: int, factor: float, options: dict,
     return float(res.fun)
 
 
+def _value(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nclsq", type=int, default=3, help="nclsq d=100 instances")
@@ -83,10 +90,11 @@ def main() -> None:
                              "first (its evaluations count)")
     args = parser.parse_args()
     adaptive_rules.register_methods()
+    schedules.register_methods()
     for item in args.controller:
         name, _, path = item.rpartition("=")
         gain_es.register_method(path, name or "gain-l2l")
-    options = {name: float(value) for name, value in
+    options = {name: _value(value) for name, value in
                (item.split("=", 1) for item in args.option)}
     problems = {
         "nclsq d=100": [({"family": "nclsq", "d": 100, "instance": i}, s)
