@@ -22,11 +22,14 @@ from benchmarks import speed
 from benchmarks.runner import problem_for, run_all
 from benchmarks.solvers import all_solvers
 from benchmarks.suites import GRID, Suite, goal_suites, on_bbob_instances, suites
-from benchmarks.tuning import best_lrs, tuning_runs
+from benchmarks.goals import LR_FACTORS
+from benchmarks.tuning import best_lrs, default_lr, tuning_runs
 
 
 def plan_runs(suite: Suite, lrs: dict[str, dict]) -> list[dict]:
-    """Every (problem, solver, seed) of a suite, plus the tuned-lr variants."""
+    """Every (problem, solver, seed) of a suite, plus the tuned-lr variants and, for the
+    suite's ``sensitivity`` solvers, the variants with lr at 1/10 and 10 times its default
+    on that problem."""
     runs = []
     solvers = [s for s in all_solvers().values() if s.name not in suite.exclude]
     for spec in suite.test:
@@ -41,6 +44,10 @@ def plan_runs(suite: Suite, lrs: dict[str, dict]) -> list[dict]:
                 if solver.name in lrs:
                     runs.append({**base, "options": {"lr": lrs[solver.name]["lr"]},
                                  "variant": "tuned"})
+                if solver.name in suite.sensitivity:
+                    lr = default_lr(solver.name, spec)
+                    runs += [{**base, "options": {"lr": factor * lr}, "variant": variant}
+                             for variant, factor in LR_FACTORS.items() if lr is not None]
     return runs
 
 
@@ -119,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--quick", action="store_true", help="the short run (default, ~5 min)")
     size.add_argument("--full", action="store_true", help="the long run")
     size.add_argument("--goals", action="store_true",
-                      help="the full run's nclsq d=100/1000, attack and BBOB suites with "
-                           "zominimize's methods only: checks the learned optimizer's goals")
+                      help="the suites and solvers that the learned optimizer's goals "
+                           "compare (nclsq d=100/1000, attack, BBOB d=10/40 on held-out "
+                           "instances, the cost at d=10^6): checks those goals")
     parser.add_argument("--only", action="append", metavar="KEY",
                         help="run only suites whose key starts with KEY (speed, nclsq, "
                              "attack, bbob; repeatable)")
@@ -165,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                "command": " ".join(["python -m benchmarks",
                                     *(argv if argv is not None else sys.argv[1:])]),
                "suites": {}}
-    if wanted("speed") and not args.goals:
-        results["speed"] = speed.run(quick=quick)
+    if wanted("speed"):
+        results["speed"] = speed.cost() if args.goals else speed.run(quick=quick)
     for suite in plan:
         if wanted(suite.key):
             t = time.perf_counter()

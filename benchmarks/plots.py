@@ -7,7 +7,8 @@ Each plot has a line for every row of its suite's table; a row that has nothing 
 (no run found a finite value) is named under the title instead. A solver has the same
 colour and marker in every plot of a report (:func:`solver_styles`: tab10's ten colours,
 then again with markers), its variant the line style (solid: default, dashed: tuned,
-dash-dot: a peer's default), so no two lines look alike.
+dash-dot: a peer's default; dotted and dash-dot-dot: lr at 1/10 and 10 times the
+default), so no two lines look alike.
 matplotlib is imported only when a figure is made, so the tables work without it.
 """
 
@@ -49,7 +50,8 @@ def _line(group: Group, styles: dict[str, tuple[str, str]], k: int) -> dict:
     """Keyword arguments of ``group``'s line: its solver's colour and marker, its variant's
     line style; markers spaced along the line, staggered by the line's index ``k``."""
     colour, marker = styles[group.solver]
-    linestyle = {"default": "-" if group.zo else "-.", "tuned": "--"}.get(group.variant, ":")
+    linestyle = {"default": "-" if group.zo else "-.", "tuned": "--", "lr/10": ":",
+                 "lr x10": (0, (4, 1, 1, 1, 1, 1))}.get(group.variant, (0, (1, 3)))
     return dict(color=colour, linestyle=linestyle, marker=marker or None, markersize=5,
                 markevery=(0.013 * (k % 8), 0.11), linewidth=1.6)
 

@@ -129,6 +129,22 @@ def memory_bound(d: int, q: int) -> float:
     return (q + 10) * d * 8 + MEMORY_SLACK
 
 
+def cost(d: int = 10 ** 6, q: int = 20, methods=("zo-adamm", "l2l-zo")) -> dict:
+    """The learned optimizer's cost goal: seconds per iteration and peak memory of
+    ``methods`` at dimension ``d``, in the layout of :func:`run`'s records (``q``, ``dims``,
+    ``overhead_s`` and ``peak_bytes`` by method and d, ``ran``)."""
+    iterations = max(3, min(50, 10 ** 7 // (d * q)))
+    records = {"q": q, "dims": [d], "ran": {m: method_ran(m) for m in methods},
+               "floor_s": {d: draw_floor(d, q, repeats=max(3, min(20, iterations)))},
+               "overhead_s": {m: {d: overhead_per_iteration(m, d, q, iterations)}
+                              for m in methods},
+               "peak_bytes": {m: {d: peak_memory(m, d, q, 3)["peak_bytes"]} for m in methods}}
+    for m in methods:
+        print(f"{m} at d={d:,}, q={q}: {records['overhead_s'][m][d] * 1e3:.0f} ms per "
+              f"iteration, peak {records['peak_bytes'][m][d] / 1e6:.0f} MB", flush=True)
+    return records
+
+
 def run(quick: bool = True) -> dict:
     """Run the speed suite, print its goals, and return the records.
 

@@ -21,6 +21,8 @@ class Suite:
     budget: int
     seeds: list[int]
     exclude: frozenset = field(default_factory=frozenset)
+    #: Solvers also run with lr at 1/10 and 10 times their default (the goals' "it adapts").
+    sensitivity: frozenset = field(default_factory=frozenset)
 
 
 def nclsq(d: int, instances: int, seeds: int, iterations: int, tune: int = 2,
@@ -71,25 +73,36 @@ def suites(quick: bool) -> list[Suite]:
             bbob(40, instances=[1, 2, 3], seeds=2, budget_per_dim=1000, exclude=SLOW_PEERS)]
 
 
+#: The BBOB instances of the goals run: held out from the quick and full runs and tuning.
+GOAL_BBOB_INSTANCES = range(4, 16)
+
+
 def goal_suites() -> list[Suite]:
-    """The suites of ``--full`` that the learned optimizer's goals are stated on (see
-    :mod:`benchmarks.goals`), with only the solvers the goals compare: the classic ZO
-    methods (tuned and default) and l2l-zo on nclsq and the attack, zo-adamm and l2l-zo
-    with default options on BBOB (no tuning there). nclsq at d = 10^4 is left out: no
-    goal names it, and it costs most of the full run."""
+    """The suites that issue 18's goals for l2l-zo are stated on (see :mod:`benchmarks.goals`),
+    with only the solvers the goals compare.
+
+    nclsq d = 100 and 1,000 and the attack as in ``--full``, with the classic ZO methods
+    (tuned and default), l2l-zo and its ablation without the query RNN, and l2l-zo and
+    zo-adamm also at lr/10 and lr x10; on the attack also sep-CMA-ES. BBOB d = 10 and 40
+    at 1000 d on instances 4 to 15, one seed each (held out from every other run), with the
+    classic methods tuned on instance 71 and l2l-zo. nclsq at d = 10^4 is left out: no goal
+    names it, and it costs most of the full run."""
     from benchmarks import goals
     from benchmarks.solvers import all_solvers
     names = set(all_solvers())
-    compared = {"nclsq": set(goals.CLASSICS) | {goals.LEARNED},
-                "attack": set(goals.CLASSICS) | {goals.LEARNED},
-                "bbob": {goals.REFERENCE, goals.LEARNED}}
+    zo = set(goals.CLASSICS) | {goals.LEARNED}
+    compared = {"nclsq": zo | {goals.ABLATION}, "attack": zo | {goals.ABLATION, goals.PEER},
+                "bbob": zo}
+    sensitive = frozenset({goals.LEARNED, goals.REFERENCE})
     out = []
     for suite in suites(quick=False):
         family = suite.key.split("-")[0]
         if suite.key == "nclsq-d10000":
             continue
+        if family == "bbob":
+            suite = on_bbob_instances(suite, GOAL_BBOB_INSTANCES)
         out.append(replace(suite, exclude=frozenset(names - compared[family]),
-                           tune=[] if family == "bbob" else suite.tune))
+                           sensitivity=sensitive if family != "bbob" else frozenset()))
     return out
 
 

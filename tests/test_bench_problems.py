@@ -155,19 +155,24 @@ def test_goal_suites_have_the_sizes_the_goals_are_stated_for():
     from benchmarks import goals
     from benchmarks.solvers import all_solvers
     from benchmarks.suites import goal_suites
-    peers = {s.name for s in all_solvers().values() if s.group == "peer"}
     by_key = {s.key: s for s in goal_suites()}
     assert {"nclsq-d100", "nclsq-d1000", "attack", "bbob-d10", "bbob-d40"} == set(by_key)
-    for suite in by_key.values():
-        assert peers <= suite.exclude and "l2l-zo" not in suite.exclude
-    assert set(all_solvers()) - by_key["bbob-d10"].exclude == {"zo-adamm", "l2l-zo"}
-    assert by_key["bbob-d10"].tune == [] and by_key["attack"].tune
-    for key in ("nclsq-d100", "nclsq-d1000"):
-        assert len(by_key[key].test) * len(by_key[key].seeds) >= goals.MIN_RUNS
+    run = lambda key: set(all_solvers()) - by_key[key].exclude  # noqa: E731
+    zo = set(goals.CLASSICS) | {goals.LEARNED}
+    assert run("nclsq-d100") == run("nclsq-d1000") == zo | {goals.ABLATION}
+    assert run("attack") == zo | {goals.ABLATION, goals.PEER}
+    assert run("bbob-d10") == run("bbob-d40") == zo
+    for key in ("nclsq-d100", "nclsq-d1000", "attack"):
+        suite = by_key[key]
+        assert len(suite.test) * len(suite.seeds) >= goals.MIN_RUNS and suite.tune
+        assert suite.sensitivity == {goals.LEARNED, goals.REFERENCE}
     for dim in (10, 40):
         suite = by_key[f"bbob-d{dim}"]
-        assert suite.budget == goals.BBOB_BUDGET_PER_DIM * dim
+        assert suite.budget == goals.BBOB_BUDGET_PER_DIM * dim and suite.tune
         assert {spec["fid"] for spec in suite.test} == set(range(1, 25))
+        instances = {spec["instance"] for spec in suite.test}
+        assert len(instances) * len(suite.seeds) >= goals.MIN_BBOB_RUNS
+        assert min(instances) >= 4  # held out from the quick and full runs
 
 
 def test_bbob_suites_move_to_held_out_instances_with_one_seed_each():
@@ -272,3 +277,33 @@ def test_chance_of_an_equal_method_failing_goal_4_falls_with_more_runs():
     assert unsafe_probability(1, trials=50_000) == pytest.approx(0.5, abs=0.01)
     with pytest.raises(ValueError, match="runs=0"):
         unsafe_probability(0)
+
+
+def test_plan_runs_adds_the_wrong_lr_variants_for_the_sensitivity_solvers():
+    pytest.importorskip("torch")
+    from benchmarks.__main__ import plan_runs
+    from benchmarks.solvers import all_solvers
+    from benchmarks.suites import Suite
+    from benchmarks.tuning import default_lr
+    spec = {"family": "nclsq", "d": 10, "instance": 0}
+    suite = Suite("nclsq-d10", test=[spec], tune=[], budget=210, seeds=[0, 1],
+                  exclude=frozenset(set(all_solvers()) - {"zo-adamm", "zo-sgd"}),
+                  sensitivity=frozenset({"zo-adamm"}))
+    runs = plan_runs(suite, {})
+    variants = {(r["solver"], r["variant"], r["seed"]): r["options"] for r in runs}
+    lr = default_lr("zo-adamm", spec)
+    for seed in (0, 1):
+        assert variants[("zo-adamm", "default", seed)] == {}
+        assert variants[("zo-adamm", "lr/10", seed)] == {"lr": pytest.approx(0.1 * lr)}
+        assert variants[("zo-adamm", "lr x10", seed)] == {"lr": pytest.approx(10 * lr)}
+    assert {v for s, v, _ in variants if s == "zo-sgd"} == {"default"}
+
+
+def test_cost_records_have_the_speed_layout_the_goals_read():
+    pytest.importorskip("torch")
+    from benchmarks import goals, speed
+    records = speed.cost(d=1000, q=4, methods=("zo-adamm", "l2l-zo"))
+    rows = goals.cost_goals(records)
+    assert [r["goal"] for r in rows] == [5, 5]
+    assert all(records["overhead_s"][m][1000] > 0 and records["peak_bytes"][m][1000] > 0
+               for m in ("zo-adamm", "l2l-zo"))
