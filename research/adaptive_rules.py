@@ -58,6 +58,40 @@ def with_gain(inner: Rule, kappa, beta_z, limit, start, power, down=1.0) -> Rule
     return Rule(init, update, GainState)
 
 
+class CoordinateGainState(NamedTuple):
+    inner: Any
+    log_gain: Any     # (d,) per-coordinate log gains
+    z_mean: Any       # (d,) running mean of the per-coordinate signal
+    g_square: Any     # (d,) running mean of g^2 (the signal's scale)
+    last_step: Any    # the previous step (None before the first)
+
+
+def with_coordinate_gain(inner: Rule, kappa, beta_z, limit, start) -> Rule:
+    """``inner`` with each coordinate's step scaled by its own gain (stochastic
+    meta-descent per coordinate, Schraudolph 1999, on a ZO estimate): z_i = sign(s_i)
+    g_i / rms(g_i), with s the previous step, is the hypergradient of f along coordinate
+    i's step, positive when that step overshot; log_gain_i -= kappa z_bar_i, from
+    ``start``, within +-``limit``."""
+
+    def init(d):
+        return CoordinateGainState(inner.init(d), np.full(d, float(start)), np.zeros(d),
+                                   np.zeros(d), None)
+
+    def update(g, f, state):
+        g_square = ema(state.g_square, g * g, 0.99) if state.last_step is not None \
+            else g * g
+        log_gain, z_mean = state.log_gain, state.z_mean
+        if state.last_step is not None:
+            z = np.sign(state.last_step) * g / np.sqrt(np.maximum(g_square, 1e-300))
+            z_mean = ema(z_mean, np.clip(z, -5, 5), beta_z)
+            log_gain = np.clip(log_gain - kappa * z_mean, -limit, limit)
+        step, inner_state = inner.update(g, f, state.inner)
+        step = np.exp(log_gain) * step
+        return step, CoordinateGainState(inner_state, log_gain, z_mean, g_square, step)
+
+    return Rule(init, update, CoordinateGainState)
+
+
 def _real(name, value):
     return float(value)
 
@@ -72,15 +106,49 @@ GAIN_OPTIONS = {o.name: o for o in [
 ]}
 
 
+GLOBAL_OPTIONS = {o.name: o for o in [
+    Option("global_kappa", 0.02, positive_float, "the per-run gain's kappa"),
+    Option("global_start", 0.0, _real, "the per-run log gain at the start"),
+    Option("global_limit", 10.0, positive_float, "bound of the per-run |log gain|"),
+    Option("global_down", 0.1, _real, "weight of the per-run gain's shrinking changes"),
+]}
+
+
+def _coordinate_and_global(s, inner):
+    """``inner`` with per-coordinate gains, then a per-run gain on top."""
+    return with_gain(with_coordinate_gain(inner, s["kappa"], s["beta_z"], s["limit"],
+                                          s["start"]),
+                     s["global_kappa"], 0.9, s["global_limit"], s["global_start"], 2.0,
+                     s["global_down"])
+
+
 def _gain(s, inner):
     return with_gain(inner, s["kappa"], s["beta_z"], s["limit"], s["start"], s["power"],
                      s["down"])
 
 
 def register_methods() -> None:
-    """Register "hyper-adamm" and "hyper-l2l" (no guard), once per process."""
+    """Register "hyper-adamm", "hyper-l2l", "coord-adamm", "coord-l2l" and
+    "coord-hyper-adamm" (no guard), once per process."""
     if "hyper-adamm" in method_names():
         return
+    register(MethodSpec(
+        name="coord-l2l", summary="research: l2l-zo's UpdateRNN with per-coordinate gains",
+        doc="research", base_step=0.1, options={**LEARNED_OPTIONS, **GAIN_OPTIONS},
+        make_rule=lambda s, parts: with_coordinate_gain(
+            L2L_ZO.make_rule(s, parts), s["kappa"], s["beta_z"], s["limit"], s["start"]),
+        load=L2L_ZO.load, fallback="zo-adamm", weight_set="l2l-zo"))
+    register(MethodSpec(
+        name="coord-hyper-adamm",
+        summary="research: ZO-AdaMM with per-coordinate gains and a per-run gain",
+        doc="research", base_step=0.1,
+        options={**ADAMM_OPTIONS, **GAIN_OPTIONS, **GLOBAL_OPTIONS},
+        make_rule=lambda s, parts: _coordinate_and_global(s, ZO_ADAMM.make_rule(s, parts))))
+    register(MethodSpec(
+        name="coord-adamm", summary="research: ZO-AdaMM with per-coordinate hypergradient gains",
+        doc="research", base_step=0.1, options={**ADAMM_OPTIONS, **GAIN_OPTIONS},
+        make_rule=lambda s, parts: with_coordinate_gain(
+            ZO_ADAMM.make_rule(s, parts), s["kappa"], s["beta_z"], s["limit"], s["start"])))
     register(MethodSpec(
         name="hyper-adamm", summary="research: ZO-AdaMM with a hypergradient gain",
         doc="research", base_step=0.1, options={**ADAMM_OPTIONS, **GAIN_OPTIONS},

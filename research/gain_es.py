@@ -16,7 +16,9 @@ with the hand-written hypergradient rule of research/adaptive_rules.py as the pr
 (z = sqrt(d) cos(g_t, s_{t-1}), z_bar its running mean) and a small MLP's bounded
 correction; the MLP's last layer starts at zero, so an untrained controller is the prior.
 Features (per run): z, z_bar, 2 r - 1 for the success rate r of f at the iterate,
-log_gain / LIMIT and log10(f / f_0) / 10 (no time: the budget is not known at inference).
+log_gain / LIMIT and log10(f / f_0) / 10; with ``--time``, also the fraction of the run's
+iterations spent, 2 t / (T - 1) - 1 (T from the budget, maxfev // (q + 1), at inference),
+as the schedulers of learned optimizers read the training progress (Celo, VeLO).
 
 Every population member runs on the same tasks and draws (common random numbers), as an
 extra leading batch axis. Run from the repository root::
@@ -54,7 +56,7 @@ RANGE = 0.3       # the MLP's correction per iteration lies within +-RANGE
 BETA_Z = 0.9      # decay of z_bar
 BETA_S = 0.9      # decay of the success rate
 HIDDEN = 16
-N_FEATURES = 5
+N_FEATURES = 5   # without the time feature
 LR_DECADES = 1.2  # lr factor 10^U(-LR_DECADES, LR_DECADES)
 ATTACK_SIDES = (8, 16, 28)
 AUGMENTATION = tasks.Augmentation(x_scale_range=(-1.0, 1.0), coordinate_scale_range=(-0.5, 0.5),
@@ -63,24 +65,27 @@ AUGMENTATION = tasks.Augmentation(x_scale_range=(-1.0, 1.0), coordinate_scale_ra
 
 # ---------------------------------------------------------------- the controller
 
-def n_params() -> int:
-    return HIDDEN * N_FEATURES + HIDDEN + HIDDEN + 1 + 1
+def n_features(theta: torch.Tensor) -> int:
+    """The number of features a parameter vector (or population, last axis) reads."""
+    return (theta.shape[-1] - 2 * HIDDEN - 2) // HIDDEN
 
 
-def initial_params(start: float = -1.15) -> torch.Tensor:
+def initial_params(start: float = -1.15, time: bool = False) -> torch.Tensor:
     """W1 small random, b1 zero, the output layer zero (the prior alone), the start."""
     gen = torch.Generator().manual_seed(0)
     w1 = torch.randn(HIDDEN, N_FEATURES, generator=gen, dtype=torch.float64) * 0.5
+    if time:  # the time column drawn after the others, so the rest matches the base set
+        w1 = torch.cat([w1, torch.randn(HIDDEN, 1, generator=gen, dtype=torch.float64) * 0.5], 1)
     rest = torch.zeros(HIDDEN + HIDDEN + 1, dtype=torch.float64)
     return torch.cat([w1.reshape(-1), rest, torch.tensor([start], dtype=torch.float64)])
 
 
 def unpack(theta: torch.Tensor):
     """theta (P, n) -> W1 (P, H, F), b1 (P, H), w2 (P, H), b2 (P,), start (P,)."""
-    p = theta.shape[0]
+    p, features = theta.shape[0], n_features(theta)
     i = 0
-    w1 = theta[:, i:i + HIDDEN * N_FEATURES].reshape(p, HIDDEN, N_FEATURES)
-    i += HIDDEN * N_FEATURES
+    w1 = theta[:, i:i + HIDDEN * features].reshape(p, HIDDEN, features)
+    i += HIDDEN * features
     b1 = theta[:, i:i + HIDDEN]
     i += HIDDEN
     w2 = theta[:, i:i + HIDDEN]
@@ -99,9 +104,11 @@ class GainState(NamedTuple):
     count: int
 
 
-def controller(theta: torch.Tensor, inner: Stepper | Any) -> Stepper:
-    """A Stepper for states of shape (P, B, d): population member p uses theta[p]."""
+def controller(theta: torch.Tensor, inner: Stepper | Any, horizon: int) -> Stepper:
+    """A Stepper for states of shape (P, B, d): population member p uses theta[p];
+    ``horizon`` is the run's number of iterations (read only with the time feature)."""
     w1, b1, w2, b2, start = unpack(theta)
+    timed = n_features(theta) > N_FEATURES
 
     def init(shape, device=None):
         zeros = torch.zeros(shape[:-1] + (1,), dtype=torch.float64)
@@ -122,10 +129,13 @@ def controller(theta: torch.Tensor, inner: Stepper | Any) -> Stepper:
         success = state.success if first else (
             BETA_S * state.success + (1 - BETA_S) * (f < state.f_last).double())
         r = success / (1 - BETA_S ** state.count) if state.count else torch.full_like(f, 0.5)
-        features = torch.cat([
-            z / 3, z_mean / 3, 2 * r - 1, state.log_gain / LIMIT,
-            torch.log10(f.clamp_min(1e-300) / f_first.clamp_min(1e-300)).clamp(-30, 30) / 10],
-            dim=-1)  # (P, B, F)
+        columns = [z / 3, z_mean / 3, 2 * r - 1, state.log_gain / LIMIT,
+                   torch.log10(f.clamp_min(1e-300) / f_first.clamp_min(1e-300)).clamp(-30, 30)
+                   / 10]
+        if timed:
+            spent = min(state.count / max(horizon - 1, 1), 1.0)
+            columns.append(torch.full_like(f, 2 * spent - 1))
+        features = torch.cat(columns, dim=-1)  # (P, B, F)
         hidden = torch.tanh(torch.einsum("phf,pbf->pbh", w1, features) + b1[:, None, :])
         out = torch.einsum("ph,pbh->pb", w2, hidden) + b2[:, None]
         change = -KAPPA * z_mean.sign() * z_mean.pow(2) + RANGE * torch.tanh(out).unsqueeze(-1)
@@ -184,7 +194,7 @@ def log_ratios(theta, inner, net, task, factor, seed, steps, q) -> torch.Tensor:
     controllers theta (P, n) run at lr times ``factor`` (B, 1)."""
     lr, _ = step_sizes(task.x0, UnrollSettings(q=q), task.box)
     reference = run(task, ZO_ADAMM, None, lr, seed, steps, 1, q)[0]
-    best = run(task, controller(theta, inner), net, lr * factor, seed, steps,
+    best = run(task, controller(theta, inner, steps), net, lr * factor, seed, steps,
                theta.shape[0], q)
     tiny = 1e-300
     return torch.log(best.clamp_min(tiny)) - torch.log(reference.clamp_min(tiny))
@@ -237,7 +247,7 @@ def train(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.pt"
     inner, net = inner_rule(args.inner)
-    theta = initial_params()
+    theta = initial_params(time=args.time)
     moments = (torch.zeros_like(theta), torch.zeros_like(theta))
     history, start = [], 0
     if args.resume and ckpt.exists():
@@ -304,13 +314,17 @@ def register_method(path: str | Path, name: str = "gain-l2l") -> None:
     from zominimize.methods import LEARNED_OPTIONS, _lr
     from zominimize.rules import Rule
 
+    from zominimize import estimators
+
     saved = torch.load(path, weights_only=False)
     theta = saved["theta"].reshape(1, -1)
     inner, net = inner_rule(saved["inner"])
-    stepper = controller(theta, inner)
 
     def make_rule(settings, parts):
         lr = _lr(settings)
+        per = estimators.evaluations_per_iteration(settings["estimator"], settings["q"])
+        stepper = controller(theta, inner, max(1, min(settings["maxiter"],
+                                                      settings["maxfev"] // per)))
 
         def init(d):
             return stepper.init((1, 1, d))
@@ -345,6 +359,8 @@ def main() -> None:
     parser.add_argument("--attack-share", type=float, default=0.0,
                         help="share of batches that attack the digits classifier (and "
                              "validation on them)")
+    parser.add_argument("--time", action="store_true",
+                        help="the controller also reads the fraction of the run spent")
     parser.add_argument("--dims", type=int, nargs="+", default=[30, 100, 300])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-every", type=int, default=5)
@@ -357,7 +373,7 @@ def main() -> None:
     if args.validate:
         for path in args.validate:
             if path == "prior":
-                theta, inner_name = initial_params(), args.inner
+                theta, inner_name = initial_params(time=args.time), args.inner
             else:
                 saved = torch.load(path, weights_only=False)
                 theta, inner_name = saved["theta"], saved["inner"]

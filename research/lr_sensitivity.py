@@ -54,7 +54,7 @@ def final_loss(method: str, spec: dict, seed: int, factor: float, options: dict,
     lr = factor * settings["step"]
     known = method_options(get_method(method))
     options = {name: value for name, value in options.items() if name in known}
-    budget = BUDGET
+    budget = BUDGET if spec["family"] != "nclsq" or spec["d"] <= 100 else 5 * BUDGET
     if probe:  # the start probe's evaluations count against the budget
         multiplier, used = adaptive_rules.probe_factor(problem.fun, problem.x0, lr,
                                                        settings["q"], settings["mu"], seed)
@@ -76,7 +76,10 @@ def _value(text: str):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nclsq", type=int, default=3, help="nclsq d=100 instances")
+    parser.add_argument("--nclsq", type=int, default=3, help="nclsq instances per dimension")
+    parser.add_argument("--dims", type=int, nargs="+", default=[100],
+                        help="nclsq dimensions (budget: 4,200 evaluations at d = 100, "
+                             "the benchmark's 21,000 above)")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per nclsq instance")
     parser.add_argument("--images", type=int, default=2, help="attack images")
     parser.add_argument("--methods", default="l2l-zo,zo-adamm",
@@ -97,8 +100,9 @@ def main() -> None:
     options = {name: _value(value) for name, value in
                (item.split("=", 1) for item in args.option)}
     problems = {
-        "nclsq d=100": [({"family": "nclsq", "d": 100, "instance": i}, s)
-                        for i in range(args.nclsq) for s in range(args.seeds)],
+        **{f"nclsq d={d}": [({"family": "nclsq", "d": d, "instance": i}, s)
+                            for i in range(args.nclsq) for s in range(args.seeds)]
+           for d in args.dims},
         "attack": [({"family": "attack", "image": i, "source": "foolbox"}, 0)
                    for i in range(args.images)],
     }

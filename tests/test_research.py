@@ -1,6 +1,6 @@
-"""The research scripts (research/): the hand-written gain adapts, the ES controller starts
-as its prior and resumes exactly, the digits attack tasks are well formed. Nothing here
-registers methods."""
+"""The research scripts (research/): the hand-written gains adapt (per run and per
+coordinate), the ES controller starts as its prior and resumes exactly, the digits attack
+tasks are well formed. Nothing here registers methods."""
 
 import sys
 
@@ -39,6 +39,21 @@ def test_the_hypergradient_gain_grows_a_step_that_is_far_too_small():
                   fun, np.zeros(30), 150)
     assert plain > 0.9 * fun(np.zeros(30))  # lr 1e-4 barely moves in 150 steps
     assert gained < 0.01 * plain
+
+
+def test_coordinate_gains_shrink_an_oscillating_coordinate_and_grow_a_drifting_one():
+    """f = |x_0| - x_1 with its exact gradient and RMS-normalised steps without momentum:
+    x_0 ends oscillating around its kink (each step overshoots), x_1 drifts the same way
+    every step."""
+    rule = adaptive_rules.with_coordinate_gain(adamm(0.01, 0.0, 0.999, 1e-8), kappa=0.1,
+                                               beta_z=0.9, limit=5.0, start=-1.0)
+    x, state = np.array([0.3, 0.0]), rule.init(2)
+    for _ in range(200):
+        g = np.array([np.sign(x[0]), -1.0])
+        step, state = rule.update(g, abs(x[0]) - x[1], state)
+        x = x + step
+    assert list(state.log_gain) == [-5.0, 5.0]
+    assert abs(x[0]) < 1e-3 and x[1] > 10
 
 
 def test_the_untrained_es_controller_is_its_prior():
