@@ -1,4 +1,4 @@
-"""Does the learned optimizer win? Issue 18's goals for l2l-zo, checked on one run.
+"""Does the learned optimizer win? Its goals for l2l-zo, checked on one run.
 
 l2l-zo runs with default options (variant "default") on problems its weights never saw.
 "Final" is a run's best value at the end of its budget, less the optimum where it is known
@@ -25,7 +25,7 @@ l2l-zo runs with default options (variant "default") on problems its weights nev
 5. **Cost.** At d = 10^6, q = 20 on the CPU, l2l-zo's overhead per iteration and its peak
    memory are at most :data:`COST_RATIO` times zo-adamm's (from the speed records).
 
-The issue states its figures as medians over at least :data:`MIN_RUNS` runs (12 on BBOB,
+The goals are stated as medians over at least :data:`MIN_RUNS` runs (12 on BBOB,
 instances 4 to 15); a goal read from fewer runs is reported and marked missed.
 
 On BBOB a distance below :data:`BBOB_PRECISION` counts as that precision: COCO's final
@@ -119,9 +119,9 @@ def level_goal(suite: SuiteRuns) -> dict | None:
     detail = f"{rival.label}: {fmt_loss(theirs)}"
     peer = _group(suite, PEER) if suite.family == "attack" else None
     if peer is not None:
-        below_peer = ours < median_final(peer)
-        met = met and below_peer
-        detail += f"; {PEER}: {fmt_loss(median_final(peer))}"
+        peer_median = median_final(peer)
+        met = met and ours < peer_median
+        detail += f"; {PEER}: {fmt_loss(peer_median)}"
     detail += f"; {_runs_note(len(learned.runs), MIN_RUNS)}"
     return _row(1, suite.key, met, f"{fmt_loss(ours)} ({ours / theirs:.2f}x)", detail)
 

@@ -129,11 +129,16 @@ def memory_bound(d: int, q: int) -> float:
     return (q + 10) * d * 8 + MEMORY_SLACK
 
 
+def iterations_at(d: int, q: int) -> int:
+    """Iterations timed at dimension ``d``: about 10^7 drawn numbers, 3 to 50 of them."""
+    return max(3, min(50, 10 ** 7 // (d * q)))
+
+
 def cost(d: int = 10 ** 6, q: int = 20, methods=("zo-adamm", "l2l-zo")) -> dict:
     """The learned optimizer's cost goal: seconds per iteration and peak memory of
     ``methods`` at dimension ``d``, in the layout of :func:`run`'s records (``q``, ``dims``,
     ``overhead_s`` and ``peak_bytes`` by method and d, ``ran``)."""
-    iterations = max(3, min(50, 10 ** 7 // (d * q)))
+    iterations = iterations_at(d, q)
     records = {"q": q, "dims": [d], "ran": {m: method_ran(m) for m in methods},
                "floor_s": {d: draw_floor(d, q, repeats=max(3, min(20, iterations)))},
                "overhead_s": {m: {d: overhead_per_iteration(m, d, q, iterations)}
@@ -162,7 +167,7 @@ def run(quick: bool = True) -> dict:
                "peak_bytes": {m: {} for m in methods},
                "memory_bound_bytes": {d: memory_bound(d, q) for d in dims}}
     for d in dims:
-        iterations = max(3, min(50, 10 ** 7 // (d * q)))
+        iterations = iterations_at(d, q)
         records["floor_s"][d] = draw_floor(d, q, repeats=max(3, min(20, iterations)))
         for method in methods:
             records["overhead_s"][method][d] = overhead_per_iteration(method, d, q, iterations)

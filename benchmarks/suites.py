@@ -78,7 +78,7 @@ GOAL_BBOB_INSTANCES = range(4, 16)
 
 
 def goal_suites() -> list[Suite]:
-    """The suites that issue 18's goals for l2l-zo are stated on (see :mod:`benchmarks.goals`),
+    """The suites that the goals for l2l-zo are stated on (see :mod:`benchmarks.goals`),
     with only the solvers the goals compare.
 
     nclsq d = 100 and 1,000 and the attack as in ``--full``, with the classic ZO methods

@@ -314,7 +314,7 @@ def register_method(path: str | Path, name: str = "gain-l2l") -> None:
     from zominimize.methods import LEARNED_OPTIONS, _lr
     from zominimize.rules import Rule
 
-    from zominimize import estimators
+    from research import schedules
 
     saved = torch.load(path, weights_only=False)
     theta = saved["theta"].reshape(1, -1)
@@ -322,9 +322,7 @@ def register_method(path: str | Path, name: str = "gain-l2l") -> None:
 
     def make_rule(settings, parts):
         lr = _lr(settings)
-        per = estimators.evaluations_per_iteration(settings["estimator"], settings["q"])
-        stepper = controller(theta, inner, max(1, min(settings["maxiter"],
-                                                      settings["maxfev"] // per)))
+        stepper = controller(theta, inner, schedules.iterations(settings))
 
         def init(d):
             return stepper.init((1, 1, d))
