@@ -134,15 +134,26 @@ def iterations_at(d: int, q: int) -> int:
     return max(3, min(50, 10 ** 7 // (d * q)))
 
 
+#: Iterations timed per round and rounds per method for the cost goal: a 2x threshold
+#: needs more than the 3 iterations of :func:`iterations_at` on a shared machine.
+COST_ITERATIONS, COST_ROUNDS = 8, 3
+
+
 def cost(d: int = 10 ** 6, q: int = 20, methods=("zo-adamm", "l2l-zo")) -> dict:
     """The learned optimizer's cost goal: seconds per iteration and peak memory of
     ``methods`` at dimension ``d``, in the layout of :func:`run`'s records (``q``, ``dims``,
-    ``overhead_s`` and ``peak_bytes`` by method and d, ``ran``)."""
-    iterations = iterations_at(d, q)
+    ``overhead_s`` and ``peak_bytes`` by method and d, ``ran``).
+
+    The methods are timed in alternating rounds (the median of the rounds' medians), so
+    that a change in the machine's speed during the measurement touches both alike.
+    """
+    rounds = {m: [] for m in methods}
+    for _ in range(COST_ROUNDS):
+        for m in methods:
+            rounds[m].append(overhead_per_iteration(m, d, q, COST_ITERATIONS))
     records = {"q": q, "dims": [d], "ran": {m: method_ran(m) for m in methods},
-               "floor_s": {d: draw_floor(d, q, repeats=max(3, min(20, iterations)))},
-               "overhead_s": {m: {d: overhead_per_iteration(m, d, q, iterations)}
-                              for m in methods},
+               "floor_s": {d: draw_floor(d, q, repeats=COST_ITERATIONS)},
+               "overhead_s": {m: {d: float(np.median(rounds[m]))} for m in methods},
                "peak_bytes": {m: {d: peak_memory(m, d, q, 3)["peak_bytes"]} for m in methods}}
     for m in methods:
         print(f"{m} at d={d:,}, q={q}: {records['overhead_s'][m][d] * 1e3:.0f} ms per "

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 
 import zominimize  # noqa: E402
 from zominimize import FallbackWarning, WeightsError  # noqa: E402
-from zominimize.learned import designs, nets as learned_nets, weights  # noqa: E402
+from zominimize.learned import blocks, designs, nets as learned_nets, weights  # noqa: E402
 from zominimize.learned.designs import L2L_ZO, PAPER  # noqa: E402
 from zominimize.learned.rule import resolve_device  # noqa: E402
 from zominimize.rules import AdaMMState, adamm, adamm_moments, adamm_step  # noqa: E402
@@ -188,17 +188,75 @@ def test_one_inference_step_equals_one_training_unroll_step(weights_dir, design)
 
 
 @pytest.mark.parametrize("n_inputs, outputs", [(2, 1), (4, 2)])
-def test_blocked_inference_path_equals_the_differentiable_one(n_inputs, outputs):
+def test_the_in_place_lstm_arithmetic_equals_the_differentiable_one(n_inputs, outputs):
     torch.manual_seed(0)
     net = learned_nets.CoordinateLSTM(n_inputs, outputs=outputs)
-    d = 3 * learned_nets.CHUNK + 123  # large enough for blocks, with a ragged last one
-    inputs, h, c = torch.randn(n_inputs, d), torch.randn(10, d), torch.randn(10, d)
+    inputs, h, c = torch.randn(n_inputs, 300), torch.randn(10, 300), torch.randn(10, 300)
     with torch.no_grad():
-        blocked = net(inputs, (h, c))
+        fast = net(inputs, (h, c))
     differentiable = net(inputs, (h, c))
-    torch.testing.assert_close(blocked[0], differentiable[0].detach())
-    torch.testing.assert_close(blocked[1][0], differentiable[1][0].detach())
-    torch.testing.assert_close(blocked[1][1], differentiable[1][1].detach())
+    torch.testing.assert_close(fast[0], differentiable[0].detach())
+    torch.testing.assert_close(fast[1][0], differentiable[1][0].detach())
+    torch.testing.assert_close(fast[1][1], differentiable[1][1].detach())
+
+
+def _clone(state):
+    """A deep copy of a design's or the QueryRNN's state (tensors cloned)."""
+    if isinstance(state, torch.Tensor):
+        return state.clone()
+    if isinstance(state, tuple):
+        items = [_clone(item) for item in state]
+        return type(state)(*items) if hasattr(state, "_fields") else tuple(items)
+    return state
+
+
+def _tensors(state):
+    if isinstance(state, torch.Tensor):
+        return [state]
+    if isinstance(state, tuple):
+        return [t for item in state for t in _tensors(item)]
+    return []
+
+
+def test_blocked_in_place_steps_equal_the_differentiable_ones(design):
+    """At a large d without autograd, the design's step and the QueryRNN's run in blocks
+    and overwrite the state's own tensors; they give the numbers that the differentiable
+    whole-array arithmetic gives, over several steps."""
+    torch.manual_seed(0)
+    update, query = random_nets(design)
+    d = 3 * blocks.BLOCK + 123  # blocks, with a ragged last one
+    with torch.no_grad():
+        assert blocks.blocked(d) and not blocks.blocked(2 * blocks.BLOCK)
+    assert not blocks.blocked(d)  # autograd: whole arrays
+    gen = torch.Generator().manual_seed(1)
+    in_place = (design.init((d,)), designs.query_init((d,)))
+    reference = _clone(in_place)
+    for t in range(4):
+        g = torch.randn(d, generator=gen, dtype=torch.float64) * 10.0 ** (-t)
+        f = 1.0 / (t + 1)
+        with torch.no_grad():
+            step, state = design.step(update, g, f, in_place[0], 0.01)
+            query_state, _ = designs.query_step(query, g, step, in_place[1], 0.01)
+        if t:  # after the first step, which allocates its placeholders, nothing new
+            kept = {t.data_ptr() for t in _tensors(in_place)}
+            assert {t.data_ptr() for t in _tensors((state, query_state))
+                    if t.numel() > 1} <= kept
+        in_place = (state, query_state)
+        expected, reference_state = design.step(update, g, f, reference[0], 0.01)
+        reference = (reference_state,
+                     designs.query_step(query, g, expected, reference[1], 0.01)[0])
+        # float32 nets: the two arithmetics agree to float32 rounding, compounded over steps
+        torch.testing.assert_close(step, expected.detach(), rtol=1e-4, atol=1e-5)
+        for got, want in zip(_tensors(in_place), _tensors(reference)):
+            torch.testing.assert_close(got, want.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_restored_state_does_not_share_the_checkpoints_memory():
+    state = designs.query_init((5,))
+    data = designs.query_export(state)
+    restored = designs.query_restore(data, "cpu")
+    restored.scales.mul_(2)
+    np.testing.assert_array_equal(data["scales"], np.ones(5))
 
 
 # ------------------------------------------------------------------ one ZO-AdaMM
@@ -281,8 +339,10 @@ def test_zero_headed_l2l_zo_is_zo_adamm_times_the_growing_blend():
         adamm_step_, reference = rule.update(g.numpy(), 1.0 - t, reference)
         w = (1 - designs.BETA_W ** t) * w_zero_head
         torch.testing.assert_close(state.blend, torch.full((6,), w, dtype=torch.float64))
-        rms = designs.floored(torch.sqrt(state.adamm.v_max / (1 - designs.BETA2 ** t)))
-        log_fast = designs.log_fast_ratio(state.v_fast, t, rms)
+        rms = designs.floored(torch.sqrt(state.adamm.v_max / (1 - designs.BETA2 ** t)),
+                              designs.peak_rms(state.adamm.v_max, designs.BETA2, t))
+        log_fast = designs.log_fast_ratio(state.v_fast, t, rms,
+                                          designs.peak_rms(state.v_fast, designs.BETA_FAST, t))
         expected = torch.as_tensor(adamm_step_) * torch.exp(-w * log_fast)
         torch.testing.assert_close(step, expected, rtol=1e-5, atol=0)
 
@@ -295,9 +355,12 @@ def test_the_fast_moment_bounds_the_blended_step():
     for g in _estimates((50,)):
         moments = adamm_moments(moments, g, designs.BETA1, designs.BETA2)
         v_fast = designs.ema(v_fast, g * g, designs.BETA_FAST)
-        rms = designs.floored(torch.sqrt(moments.v_max / (1 - designs.BETA2 ** moments.count)))
-        m_normalised = moments.m / (1 - designs.BETA1 ** moments.count) / rms
-        log_fast = designs.log_fast_ratio(v_fast, moments.count, rms)
+        t = moments.count
+        rms = designs.floored(torch.sqrt(moments.v_max / (1 - designs.BETA2 ** t)),
+                              designs.peak_rms(moments.v_max, designs.BETA2, t))
+        m_normalised = moments.m / (1 - designs.BETA1 ** t) / rms
+        log_fast = designs.log_fast_ratio(v_fast, t, rms,
+                                          designs.peak_rms(v_fast, designs.BETA_FAST, t))
         assert float((m_normalised.abs() * torch.exp(-log_fast)).max()) <= 1 + 1e-9
     # g fell 10^6-fold; the fast RMS followed it, the max-corrected one did not
     assert float(log_fast.max()) < -1.5

@@ -3,7 +3,9 @@
 ``rule.init(d)`` returns the rule's state (a small NamedTuple of arrays and
 floats); ``rule.update(g, f, state)`` returns ``(step, new_state)`` for the estimate g
 and the value f at the iterate, where ``step`` is added to the iterate. Nothing is
-modified in place, so a state can be saved, restored and compared freely.
+modified in place, so a state can be saved, restored and compared freely (the learned
+rules at a large d, whose states are larger than x many times over, reuse their state's
+memory instead: see :mod:`zominimize.learned.blocks`).
 
 ZO-AdaMM's arithmetic (:func:`adamm_moments`, :func:`adamm_step`) takes numpy arrays
 or torch tensors, so that the learned optimizer and its meta-training use this one.

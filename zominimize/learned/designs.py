@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..rules import AdaMMState, adamm_moments, adamm_rms, ema
+from .blocks import blocked, per_coordinate
 from .nets import HIDDEN, CoordinateLSTM
 
 #: ZO-AdaMM's decays (those of the ``zo-adamm`` method's defaults).
@@ -96,11 +97,17 @@ def lstm_state(shape, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     return zeros, zeros.clone()
 
 
-def floored(rms: torch.Tensor) -> torch.Tensor:
-    """``rms`` plus RELATIVE_FLOOR times its largest value over the coordinates: an RMS to
-    divide by that keeps the quotient scale-free and finite."""
-    return rms + RELATIVE_FLOOR * rms.amax(dim=-1, keepdim=True).clamp_min(
-        torch.finfo(torch.float64).tiny)
+def peak_rms(v: torch.Tensor, beta: float, count: int) -> torch.Tensor:
+    """The largest bias-corrected RMS sqrt(v / (1 - beta^count)) over the coordinates, as
+    (..., 1) (the RMS is monotone in v, so this is the RMS of the largest v)."""
+    return torch.sqrt(v.amax(dim=-1, keepdim=True) / (1 - beta ** count))
+
+
+def floored(rms: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
+    """``rms`` plus RELATIVE_FLOOR times its largest value over the coordinates (``peak``,
+    from :func:`peak_rms`): an RMS to divide by that keeps the quotient scale-free and
+    finite."""
+    return rms + RELATIVE_FLOOR * peak.clamp_min(torch.finfo(torch.float64).tiny)
 
 
 def corrected_since_second_step(running: torch.Tensor, beta: float, count: int,
@@ -141,10 +148,11 @@ def success_update(rate: torch.Tensor, f_last: torch.Tensor, f,
     return ema(rate, (f < f_last).double(), BETA_S), f
 
 
-def log_fast_ratio(v_fast: torch.Tensor, count: int, rms: torch.Tensor) -> torch.Tensor:
-    """log(rms_fast / rms) per coordinate, rms_fast the bias-corrected and floored RMS of
-    the fast second moment."""
-    fast = floored(torch.sqrt(v_fast / (1 - BETA_FAST ** count)))
+def log_fast_ratio(v_fast: torch.Tensor, count: int, rms: torch.Tensor,
+                   peak_fast: torch.Tensor) -> torch.Tensor:
+    """log(rms_fast / rms) per coordinate, rms_fast the bias-corrected RMS of the fast
+    second moment, floored by its largest value ``peak_fast``."""
+    fast = floored(torch.sqrt(v_fast / (1 - BETA_FAST ** count)), peak_fast)
     return torch.log(fast) - torch.log(rms)
 
 
@@ -177,7 +185,9 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 
 
 def _tensor(data, device) -> torch.Tensor:
-    return torch.as_tensor(data, device=device)
+    """A copy of ``data`` on ``device``: a restored state is the run's own (its step may
+    overwrite it) and never shares memory with the caller's checkpoint."""
+    return torch.as_tensor(data, device=device).clone()
 
 
 #: What a checkpoint's "moments" holds for a value a design does not keep.
@@ -217,11 +227,12 @@ class L2LZOState(NamedTuple):
 
 
 def l2l_zo_init(shape, device=None) -> L2LZOState:
-    """Zero state (f_last NaN) for coordinates of ``shape`` (..., d)."""
+    """Zero state (f_last NaN) for coordinates of ``shape`` (..., d); every tensor its own,
+    as a step may overwrite them (see :mod:`zominimize.learned.blocks`)."""
     zeros = torch.zeros(shape, dtype=torch.float64, device=device)
-    one = zeros[..., :1]
-    v = zeros.clone()
-    return L2LZOState(*lstm_state(shape, device), AdaMMState(0, zeros, v, v), one.clone(),
+    one = torch.zeros(zeros.shape[:-1] + (1,), dtype=torch.float64, device=device)
+    return L2LZOState(*lstm_state(shape, device),
+                      AdaMMState(0, zeros, zeros.clone(), zeros.clone()), one.clone(),
                       one.clone(), torch.full_like(one, float("nan")), one.clone(), one.clone())
 
 
@@ -234,22 +245,42 @@ def l2l_zo_step(net: CoordinateLSTM, g: torch.Tensor, f, state: L2LZOState,
     the coherence and 2 r - 1 from the success rate r. Its outputs (a, b) give the step
     -lr exp(A tanh(a / A)) m^ / (rms^(1 - w) rms_fast^w), w the slow blend of
     sigmoid(b - BLEND_OFFSET): a zero head is close to ZO-AdaMM.
+
+    The shared inputs come first; the per-coordinate arithmetic then runs through
+    :func:`per_coordinate` in two passes (the moments, then the rest, which needs the
+    largest RMS over all coordinates), in place at inference with a large d.
     """
     coherence = coherence_update(state.coherence, g, state.adamm)
     success, f_last = success_update(state.success, state.f_last, f, state.adamm.count)
-    moments = adamm_moments(state.adamm, g, BETA1, BETA2)
-    v_fast = ema(state.v_fast, g * g, BETA_FAST)
-    rms = floored(adamm_rms(moments, BETA2))
-    m_normalised = (moments.m / (1 - BETA1 ** moments.count)) / rms
-    shared = [corrected_since_second_step(coherence, BETA_C, moments.count, 0.0),
-              2 * corrected_since_second_step(success, BETA_S, moments.count, 0.5) - 1]
-    inputs = torch.stack([g / rms, m_normalised, *(row.expand_as(g) for row in shared)],
-                         dim=-2).float()
-    out, (h, c) = net(inputs, (state.h, state.c))
-    log_factor, blend = slow_blend(out[..., 1, :], log_fast_ratio(v_fast, moments.count, rms),
-                                   state.blend)
-    step = scaled_adam_step(out[..., 0, :], inputs[..., 1, :], log_factor).double().mul_(lr)
-    return step, L2LZOState(h, c, moments, coherence, success, f_last, v_fast, blend)
+    count = state.adamm.count + 1
+    shared = [corrected_since_second_step(coherence, BETA_C, count, 0.0),
+              2 * corrected_since_second_step(success, BETA_S, count, 0.5) - 1]
+
+    def moments(g, m, v, v_max, v_fast):
+        new = adamm_moments(AdaMMState(count - 1, m, v, v_max), g, BETA1, BETA2)
+        return new.m, new.v, new.v_max, ema(v_fast, g * g, BETA_FAST)
+
+    old = state.adamm
+    m, v, v_max, v_fast = per_coordinate(moments, (g, old.m, old.v, old.v_max, state.v_fast),
+                                         into=(old.m, old.v, old.v_max, state.v_fast))
+    peak, peak_fast = peak_rms(v_max, BETA2, count), peak_rms(v_fast, BETA_FAST, count)
+
+    def update(g, m, v_max, v_fast, h, c, blend):
+        rms = floored(adamm_rms(AdaMMState(count, m, None, v_max), BETA2), peak)
+        m_normalised = (m / (1 - BETA1 ** count)) / rms
+        inputs = torch.stack([g / rms, m_normalised, *(row.expand_as(g) for row in shared)],
+                             dim=-2).float()
+        out, (h, c) = net(inputs, (h, c))
+        log_factor, blend = slow_blend(out[..., 1, :],
+                                       log_fast_ratio(v_fast, count, rms, peak_fast), blend)
+        step = scaled_adam_step(out[..., 0, :], inputs[..., 1, :], log_factor).double()
+        return step.mul_(lr), h, c, blend
+
+    step, h, c, blend = per_coordinate(
+        update, (g, m, v_max, v_fast, state.h, state.c, state.blend),
+        into=(None, state.h, state.c, state.blend))
+    return step, L2LZOState(h, c, AdaMMState(count, m, v, v_max), coherence, success, f_last,
+                            v_fast, blend)
 
 
 def _l2l_zo_export(state: L2LZOState) -> dict:
@@ -265,7 +296,7 @@ def _l2l_zo_export(state: L2LZOState) -> dict:
 def _l2l_zo_restore(data: dict, device) -> L2LZOState:
     saved = data["moments"]
     v = _tensor(saved["v"], device)
-    v_max = _tensor(saved["v_max"], device) if "v_max" in saved else v
+    v_max = _tensor(saved["v_max"] if "v_max" in saved else saved["v"], device)
     return L2LZOState(_tensor(data["h"], device), _tensor(data["c"], device),
                       AdaMMState(int(saved["count"]), _tensor(saved["m"], device), v, v_max),
                       *(_tensor(saved[key], device)
@@ -300,8 +331,13 @@ def paper_step(net: CoordinateLSTM, g: torch.Tensor, f, state: PaperState,
     """One step of the paper's design: the raw g in (and a zero second input), the
     output itself out as the step. f and lr are not read: the absolute step ties the
     weights to the scale of the problems they were trained on."""
-    out, (h, c) = net(torch.stack([g, torch.zeros_like(g)], dim=-2).float(), (state.h, state.c))
-    return out.double(), PaperState(h, c)
+
+    def update(g, h, c):
+        out, (h, c) = net(torch.stack([g, torch.zeros_like(g)], dim=-2).float(), (h, c))
+        return out.double(), h, c
+
+    step, h, c = per_coordinate(update, (g, state.h, state.c), into=(None, state.h, state.c))
+    return step, PaperState(h, c)
 
 
 def _paper_export(state: PaperState) -> dict:
@@ -363,9 +399,14 @@ def query_init(shape, device=None) -> QueryState:
 def query_scales(output: torch.Tensor) -> torch.Tensor:
     """Standard deviations s = |1 + o| (float64), rescaled to ||s||_2 = sqrt(d) along the
     last axis, so that the covariance diag(s^2) has trace d, as N(0, I)'s."""
-    s = (1 + output.double()).abs()
+    return normalised_scales((1 + output.double()).abs())
+
+
+def normalised_scales(s: torch.Tensor) -> torch.Tensor:
+    """``s`` rescaled to ||s||_2 = sqrt(d) along the last axis (in place in blocked mode)."""
     d = s.shape[-1]
-    return s * (d ** 0.5 / s.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+    factor = d ** 0.5 / s.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return s.mul_(factor) if blocked(d) else s * factor
 
 
 def query_step(net: CoordinateLSTM, g: torch.Tensor, step: torch.Tensor, state: QueryState,
@@ -374,12 +415,20 @@ def query_step(net: CoordinateLSTM, g: torch.Tensor, step: torch.Tensor, state: 
     iteration) and the raw output o (meta-training penalises ||o||^2).
 
     It reads the estimate over its running (plain Adam's) RMS and the step in units of lr.
+    Like the designs' steps, it runs through :func:`per_coordinate`.
     """
     count = state.count + 1
-    v = ema(state.v, g * g, BETA2)
-    rms = floored(torch.sqrt(v / (1 - BETA2 ** count)))
-    out, (h, c) = net(torch.stack([g / rms, step / lr], dim=-2).float(), (state.h, state.c))
-    return QueryState(h, c, count, v, query_scales(out)), out
+    v, = per_coordinate(lambda g, v: (ema(v, g * g, BETA2),), (g, state.v), into=(state.v,))
+    peak = peak_rms(v, BETA2, count)
+
+    def observe(g, step, v, h, c):
+        rms = floored(torch.sqrt(v / (1 - BETA2 ** count)), peak)
+        out, (h, c) = net(torch.stack([g / rms, step / lr], dim=-2).float(), (h, c))
+        return (1 + out.double()).abs(), out, h, c
+
+    s, out, h, c = per_coordinate(observe, (g, step, v, state.h, state.c),
+                                  into=(state.scales, None, state.h, state.c))
+    return QueryState(h, c, count, v, normalised_scales(s)), out
 
 
 def query_export(state: QueryState) -> dict:

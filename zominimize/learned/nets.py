@@ -13,8 +13,6 @@ from torch import nn
 
 #: Hidden size of the LSTM (the paper's).
 HIDDEN = 10
-#: Coordinates per block when a large d runs without autograd (see CoordinateLSTM.forward).
-CHUNK = 16384
 #: The head's weights are scaled by this at initialisation, so the first outputs are small.
 HEAD_SCALE = 0.1
 
@@ -69,29 +67,18 @@ class CoordinateLSTM(nn.Module):
     def forward(self, inputs: torch.Tensor, state):
         """inputs (..., n, d) float32 -> (output, new (h, c) of shape (..., H, d)).
 
-        Without autograd and for large d, the coordinates go through in blocks of
-        CHUNK, computed in place, so that the gates stay in cache; a test checks that
-        both paths agree.
+        Without autograd the gates are computed in place from one matrix product (the
+        same arithmetic to float32 rounding; a test checks that both paths agree). A
+        large d runs through :func:`zominimize.learned.blocks.per_coordinate` in blocks.
         """
-        d = inputs.shape[-1]
-        if torch.is_grad_enabled() or d <= 2 * CHUNK:
+        if torch.is_grad_enabled():
             return self._step(inputs, state)
         h, c = state
-        n = inputs.shape[-2]
         weights = torch.cat([self.cell.weight_ih, self.cell.weight_hh], dim=1)  # (4H, n + H)
-        stacked = inputs.new_empty(inputs.shape[:-2] + (n + self.hidden, CHUNK))
-        out = inputs.new_empty(inputs.shape[:-2] + (self.head.out_features, d))
+        gates = torch.matmul(weights, torch.cat([inputs, h], dim=-2))
         h_new, c_new = torch.empty_like(h), torch.empty_like(c)
-        for start in range(0, d, CHUNK):
-            block = slice(start, start + CHUNK)
-            width = min(CHUNK, d - start)
-            xh = stacked[..., :width]
-            xh[..., :n, :] = inputs[..., block]
-            xh[..., n:, :] = h[..., block]
-            self._step_into(torch.matmul(weights, xh), c[..., block],
-                            h_new[..., block], c_new[..., block])
-            out[..., block] = torch.matmul(self.head.weight, h_new[..., block])
-        return self._squeezed(out), (h_new, c_new)
+        self._step_into(gates, c, h_new, c_new)
+        return self._squeezed(torch.matmul(self.head.weight, h_new)), (h_new, c_new)
 
     def _squeezed(self, out: torch.Tensor) -> torch.Tensor:
         return out.squeeze(-2) if self.head.out_features == 1 else out

@@ -1,0 +1,72 @@
+"""Per-coordinate arithmetic over blocks of coordinates, in place, for inference at large d.
+
+A learned design's step is mostly per-coordinate: every coordinate's new moments, LSTM
+state and step depend on that coordinate alone, given a few numbers shared by the run.
+Written on whole arrays, such a step holds a dozen temporaries of the size of x at once;
+at d = 10^6 they cost more memory than the optimizer's own state. :func:`per_coordinate`
+runs the same function on blocks of BLOCK coordinates instead and writes each block's
+results into the state's own tensors, so the temporaries are a block's and no second copy
+of the state is made. With autograd (meta-training) or at small d it calls the function
+once on the whole arrays and returns new tensors, so that training differentiates the very
+arithmetic that inference runs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+#: Coordinates per block (a block's temporaries stay in cache).
+BLOCK = 16384
+
+
+def blocked(d: int) -> bool:
+    """Whether a step over ``d`` coordinates runs in blocks, in place (no autograd, d large)."""
+    return not torch.is_grad_enabled() and d > 2 * BLOCK
+
+
+def per_coordinate(fn: Callable[..., tuple], arrays: Sequence[torch.Tensor],
+                   into: Sequence[torch.Tensor | None]) -> tuple:
+    """``fn(*arrays)``, computed block by block into ``into`` when :func:`blocked`.
+
+    Parameters
+    ----------
+    fn : callable
+        Per-coordinate arithmetic: tensors whose last axis runs over the coordinates in,
+        a tuple of such tensors out. An array whose last axis has size 1 is shared by all
+        coordinates (it is passed whole to every block).
+    arrays : sequence of tensors
+        fn's arguments, the coordinates along the last axis.
+    into : sequence of tensors or None
+        One per output of fn: the tensor its blocks are written into (the state tensor
+        that the output replaces, which the run owns), or None (or a tensor of another
+        shape, such as a size-1 placeholder) for a new one.
+
+    Returns
+    -------
+    tuple of tensors
+        fn's outputs over all coordinates: new tensors when not blocked; in blocked mode
+        the tensors of ``into`` themselves, overwritten, where they fit.
+    """
+    d = max(a.shape[-1] for a in arrays)
+    if not blocked(d):
+        return fn(*arrays)
+    outputs: list[torch.Tensor] | None = None
+    for start in range(0, d, BLOCK):
+        block = slice(start, start + BLOCK)
+        results = fn(*(a if a.shape[-1] == 1 else a[..., block] for a in arrays))
+        if outputs is None:
+            outputs = [_target(target, result, d) for target, result in zip(into, results)]
+        for out, result in zip(outputs, results):
+            out[..., block] = result
+    return tuple(outputs)
+
+
+def _target(target: torch.Tensor | None, result: torch.Tensor, d: int) -> torch.Tensor:
+    """``target`` if it has the shape and type of a whole output, else a new tensor."""
+    shape = result.shape[:-1] + (d,)
+    if (target is not None and target.shape == shape and target.dtype == result.dtype
+            and target.device == result.device):
+        return target
+    return result.new_empty(shape)
