@@ -4,9 +4,9 @@ A learned design's step is mostly per-coordinate: every coordinate's new moments
 state and step depend on that coordinate alone, given a few numbers shared by the run.
 Written on whole arrays, such a step holds a dozen temporaries of the size of x at once;
 at d = 10^6 they cost more memory than the optimizer's own state. :func:`per_coordinate`
-runs the same function on blocks of BLOCK coordinates instead and writes each block's
-results into the state's own tensors, so the temporaries are a block's and no second copy
-of the state is made. With autograd (meta-training) or at small d it calls the function
+runs the same function on blocks of coordinates instead (BLOCK on a CPU, GPU_BLOCK on a
+GPU) and writes each block's results into the state's own tensors, so the temporaries are
+a block's and no second copy of the state is made. With autograd (meta-training) or at small d it calls the function
 once on the whole arrays and returns new tensors, so that training differentiates the very
 arithmetic that inference runs.
 """
@@ -17,13 +17,22 @@ from typing import Callable, Sequence
 
 import torch
 
-#: Coordinates per block (a block's temporaries stay in cache).
+#: Coordinates per block on a CPU (a block's temporaries stay in cache).
 BLOCK = 16384
+#: Coordinates per block on a GPU, where each operation is a kernel launch: blocks large
+#: enough to keep it busy, small enough to bound the temporaries at any d.
+GPU_BLOCK = 1 << 22
 
 
-def blocked(d: int) -> bool:
-    """Whether a step over ``d`` coordinates runs in blocks, in place (no autograd, d large)."""
-    return not torch.is_grad_enabled() and d > 2 * BLOCK
+def block_size(device: torch.device) -> int:
+    """Coordinates per block on ``device``."""
+    return BLOCK if device.type == "cpu" else GPU_BLOCK
+
+
+def blocked(d: int, device: torch.device = torch.device("cpu")) -> bool:
+    """Whether a step over ``d`` coordinates on ``device`` runs in blocks, in place (no
+    autograd, d above two blocks)."""
+    return not torch.is_grad_enabled() and d > 2 * block_size(device)
 
 
 def per_coordinate(fn: Callable[..., tuple], arrays: Sequence[torch.Tensor],
@@ -50,11 +59,13 @@ def per_coordinate(fn: Callable[..., tuple], arrays: Sequence[torch.Tensor],
         the tensors of ``into`` themselves, overwritten, where they fit.
     """
     d = max(a.shape[-1] for a in arrays)
-    if not blocked(d):
+    device = arrays[0].device
+    if not blocked(d, device):
         return fn(*arrays)
+    size = block_size(device)
     outputs: list[torch.Tensor] | None = None
-    for start in range(0, d, BLOCK):
-        block = slice(start, start + BLOCK)
+    for start in range(0, d, size):
+        block = slice(start, start + size)
         results = fn(*(a if a.shape[-1] == 1 else a[..., block] for a in arrays))
         if outputs is None:
             outputs = [_target(target, result, d) for target, result in zip(into, results)]

@@ -406,7 +406,7 @@ def normalised_scales(s: torch.Tensor) -> torch.Tensor:
     """``s`` rescaled to ||s||_2 = sqrt(d) along the last axis (in place in blocked mode)."""
     d = s.shape[-1]
     factor = d ** 0.5 / s.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    return s.mul_(factor) if blocked(d) else s * factor
+    return s.mul_(factor) if blocked(d, s.device) else s * factor
 
 
 def query_step(net: CoordinateLSTM, g: torch.Tensor, step: torch.Tensor, state: QueryState,
