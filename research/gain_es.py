@@ -20,6 +20,17 @@ log_gain / LIMIT and log10(f / f_0) / 10; with ``--time``, also the fraction of 
 iterations spent, 2 t / (T - 1) - 1 (T from the budget, maxfev // (q + 1), at inference),
 as the schedulers of learned optimizers read the training progress (Celo, VeLO).
 
+With ``--coordinate 1`` the step also carries per-coordinate log gains (the shape,
+research/adaptive_rules.py's stochastic meta-descent: shape_i -= kappa z_bar_i from
+SHAPE_START, within +-SHAPE_LIMIT), and the controller has a second output that sets the
+shape's kappa, KAPPA_C exp(KAPPA_RANGE tanh(out_2)), per run and iteration; with
+``--coordinate 2`` a third output lets the shape decay towards 0 (the level alone) at a
+rate DECAY_MAX sigmoid(out_3 - DECAY_OFFSET) an iteration. The controller reads two
+more features, the running mean of sqrt(d) cos(z, 1) over the per-coordinate signals z_i
+(about -2 on nclsq, whose coordinates all want a larger step, and 0 on an attack, whose
+coordinates disagree) and the shape's mean / SHAPE_LIMIT. The hand rules could serve
+only one of nclsq and the attack at a time; the controller is to tell them apart.
+
 Every population member runs on the same tasks and draws (common random numbers), as an
 extra leading batch axis. Run from the repository root::
 
@@ -57,6 +68,11 @@ BETA_Z = 0.9      # decay of z_bar
 BETA_S = 0.9      # decay of the success rate
 HIDDEN = 16
 N_FEATURES = 5   # without the time feature
+N_SHAPE_FEATURES = 2  # the features --coordinate adds
+SHAPE_START, SHAPE_LIMIT = -2.3, 5.0  # the shape's start and bound (coord-adamm's best)
+KAPPA_C, KAPPA_RANGE = 0.1, 1.5       # the shape's kappa: KAPPA_C exp(+-KAPPA_RANGE)
+BETA_G = 0.99                         # decay of the running mean of g_i^2
+DECAY_MAX, DECAY_OFFSET = 0.1, 3.0    # the shape's decay: DECAY_MAX sigmoid(out_3 - OFFSET)
 LR_DECADES = 1.2  # lr factor 10^U(-LR_DECADES, LR_DECADES)
 ATTACK_SIDES = (8, 16, 28)
 AUGMENTATION = tasks.Augmentation(x_scale_range=(-1.0, 1.0), coordinate_scale_range=(-0.5, 0.5),
@@ -65,32 +81,36 @@ AUGMENTATION = tasks.Augmentation(x_scale_range=(-1.0, 1.0), coordinate_scale_ra
 
 # ---------------------------------------------------------------- the controller
 
-def n_features(theta: torch.Tensor) -> int:
+def n_features(theta: torch.Tensor, outputs: int = 1) -> int:
     """The number of features a parameter vector (or population, last axis) reads."""
-    return (theta.shape[-1] - 2 * HIDDEN - 2) // HIDDEN
+    return (theta.shape[-1] - (1 + outputs) * HIDDEN - outputs - 1) // HIDDEN
 
 
-def initial_params(start: float = -1.15, time: bool = False) -> torch.Tensor:
+def initial_params(start: float = -1.15, time: bool = False,
+                   coordinate: int = 0) -> torch.Tensor:
     """W1 small random, b1 zero, the output layer zero (the prior alone), the start."""
     gen = torch.Generator().manual_seed(0)
     w1 = torch.randn(HIDDEN, N_FEATURES, generator=gen, dtype=torch.float64) * 0.5
-    if time:  # the time column drawn after the others, so the rest matches the base set
-        w1 = torch.cat([w1, torch.randn(HIDDEN, 1, generator=gen, dtype=torch.float64) * 0.5], 1)
-    rest = torch.zeros(HIDDEN + HIDDEN + 1, dtype=torch.float64)
+    extra = (N_SHAPE_FEATURES if coordinate else 0) + (1 if time else 0)
+    if extra:  # the added columns drawn after the others, so the rest matches the base set
+        w1 = torch.cat([w1, torch.randn(HIDDEN, extra, generator=gen,
+                                        dtype=torch.float64) * 0.5], 1)
+    outputs = 1 + int(coordinate)
+    rest = torch.zeros(HIDDEN + outputs * HIDDEN + outputs, dtype=torch.float64)
     return torch.cat([w1.reshape(-1), rest, torch.tensor([start], dtype=torch.float64)])
 
 
-def unpack(theta: torch.Tensor):
-    """theta (P, n) -> W1 (P, H, F), b1 (P, H), w2 (P, H), b2 (P,), start (P,)."""
-    p, features = theta.shape[0], n_features(theta)
+def unpack(theta: torch.Tensor, outputs: int = 1):
+    """theta (P, n) -> W1 (P, H, F), b1 (P, H), w2 (P, O, H), b2 (P, O), start (P,)."""
+    p, features = theta.shape[0], n_features(theta, outputs)
     i = 0
     w1 = theta[:, i:i + HIDDEN * features].reshape(p, HIDDEN, features)
     i += HIDDEN * features
     b1 = theta[:, i:i + HIDDEN]
     i += HIDDEN
-    w2 = theta[:, i:i + HIDDEN]
-    i += HIDDEN
-    return w1, b1, w2, theta[:, i], theta[:, i + 1]
+    w2 = theta[:, i:i + outputs * HIDDEN].reshape(p, outputs, HIDDEN)
+    i += outputs * HIDDEN
+    return w1, b1, w2, theta[:, i:i + outputs], theta[:, i + outputs]
 
 
 class GainState(NamedTuple):
@@ -102,20 +122,45 @@ class GainState(NamedTuple):
     f_first: torch.Tensor
     last_step: torch.Tensor  # (P, B, d), zero before the first step
     count: int
+    shape: torch.Tensor | None = None     # (P, B, d) per-coordinate log gains (--coordinate)
+    z_c: torch.Tensor | None = None       # (P, B, d) running mean of the per-coordinate z_i
+    g_square: torch.Tensor | None = None  # (P, B, d) running mean of g_i^2
+    agreement: torch.Tensor | None = None  # (P, B, 1) running mean of sqrt(d) cos(z, 1)
 
 
-def controller(theta: torch.Tensor, inner: Stepper | Any, horizon: int) -> Stepper:
+def controller(theta: torch.Tensor, inner: Stepper | Any, horizon: int,
+               coordinate: int = 0) -> Stepper:
     """A Stepper for states of shape (P, B, d): population member p uses theta[p];
-    ``horizon`` is the run's number of iterations (read only with the time feature)."""
-    w1, b1, w2, b2, start = unpack(theta)
-    timed = n_features(theta) > N_FEATURES
+    ``horizon`` is the run's number of iterations (read only with the time feature);
+    ``coordinate``: 0, no shape; 1, the shape and its kappa as a second output; 2, also
+    the shape's decay as a third."""
+    outputs = 1 + int(coordinate)
+    w1, b1, w2, b2, start = unpack(theta, outputs)
+    base = N_FEATURES + (N_SHAPE_FEATURES if coordinate else 0)
+    timed = n_features(theta, outputs) > base
 
     def init(shape, device=None):
         zeros = torch.zeros(shape[:-1] + (1,), dtype=torch.float64)
         log_gain = start.reshape(-1, *([1] * (len(shape) - 1))).expand_as(zeros).clone()
+        full = torch.zeros(shape, dtype=torch.float64)
+        shape_state = (full + SHAPE_START, full.clone(), full.clone(), zeros.clone()) \
+            if coordinate else (None, None, None, None)
         return GainState(inner.init(shape, device), log_gain, zeros.clone(), zeros.clone(),
-                         zeros + float("nan"), zeros + float("nan"),
-                         torch.zeros(shape, dtype=torch.float64), 0)
+                         zeros + float("nan"), zeros + float("nan"), full.clone(), 0,
+                         *shape_state)
+
+    def shape_signals(g, state: GainState, first: bool):
+        """The per-coordinate running means after g, and the features they add."""
+        g_square = g * g if first else BETA_G * state.g_square + (1 - BETA_G) * g * g
+        z_c, agreement = state.z_c, state.agreement
+        if not first:
+            z = (state.last_step.sign() * g / g_square.clamp_min(1e-300).sqrt()).clamp(-5, 5)
+            z_c = BETA_Z * z_c + (1 - BETA_Z) * z
+            norm = z.norm(dim=-1, keepdim=True)
+            cos = torch.where(norm > 0, z.sum(-1, keepdim=True) / norm.clamp_min(1e-300), 0.0)
+            agreement = BETA_Z * agreement + (1 - BETA_Z) * cos.clamp(-5, 5)
+        return g_square, z_c, agreement, [agreement / 3,
+                                          state.shape.mean(-1, keepdim=True) / SHAPE_LIMIT]
 
     def step(net, g, f, state: GainState, lr):
         f = f.unsqueeze(-1)
@@ -132,18 +177,31 @@ def controller(theta: torch.Tensor, inner: Stepper | Any, horizon: int) -> Stepp
         columns = [z / 3, z_mean / 3, 2 * r - 1, state.log_gain / LIMIT,
                    torch.log10(f.clamp_min(1e-300) / f_first.clamp_min(1e-300)).clamp(-30, 30)
                    / 10]
+        if coordinate:
+            g_square, z_c, agreement, added = shape_signals(g, state, first)
+            columns += added
         if timed:
             spent = min(state.count / max(horizon - 1, 1), 1.0)
             columns.append(torch.full_like(f, 2 * spent - 1))
         features = torch.cat(columns, dim=-1)  # (P, B, F)
         hidden = torch.tanh(torch.einsum("phf,pbf->pbh", w1, features) + b1[:, None, :])
-        out = torch.einsum("ph,pbh->pb", w2, hidden) + b2[:, None]
-        change = -KAPPA * z_mean.sign() * z_mean.pow(2) + RANGE * torch.tanh(out).unsqueeze(-1)
+        out = torch.einsum("poh,pbh->pbo", w2, hidden) + b2[:, None, :]  # (P, B, O)
+        change = -KAPPA * z_mean.sign() * z_mean.pow(2) + RANGE * torch.tanh(out[..., :1])
         log_gain = state.log_gain if first else (state.log_gain + change).clamp(-LIMIT, LIMIT)
         inner_step, inner_state = inner.step(net, g, f.squeeze(-1), state.inner, lr)
-        step = torch.exp(log_gain) * inner_step
+        if not coordinate:
+            step = torch.exp(log_gain) * inner_step
+            return step, GainState(inner_state, log_gain, z_mean, success, f, f_first, step,
+                                   state.count + 1)
+        shape = state.shape
+        if not first:
+            kappa = KAPPA_C * torch.exp(KAPPA_RANGE * torch.tanh(out[..., 1:2]))
+            if coordinate >= 2:
+                shape = shape * (1 - DECAY_MAX * torch.sigmoid(out[..., 2:3] - DECAY_OFFSET))
+            shape = (shape - kappa * z_c).clamp(-SHAPE_LIMIT, SHAPE_LIMIT)
+        step = torch.exp(log_gain + shape) * inner_step
         return step, GainState(inner_state, log_gain, z_mean, success, f, f_first, step,
-                               state.count + 1)
+                               state.count + 1, shape, z_c, g_square, agreement)
 
     return Stepper("gain", init, step)
 
@@ -189,20 +247,22 @@ def draw_batch(gen: torch.Generator, dims, b: int, attack_share: float = 0.0):
 
 
 @torch.no_grad()
-def log_ratios(theta, inner, net, task, factor, seed, steps, q) -> torch.Tensor:
+def log_ratios(theta, inner, net, task, factor, seed, steps, q,
+               coordinate: int = 0) -> torch.Tensor:
     """log(best f / zo-adamm's best f at the default lr) per member and task, (P, B): the
     controllers theta (P, n) run at lr times ``factor`` (B, 1)."""
     lr, _ = step_sizes(task.x0, UnrollSettings(q=q), task.box)
     reference = run(task, ZO_ADAMM, None, lr, seed, steps, 1, q)[0]
-    best = run(task, controller(theta, inner, steps), net, lr * factor, seed, steps,
-               theta.shape[0], q)
+    best = run(task, controller(theta, inner, steps, coordinate), net, lr * factor, seed,
+               steps, theta.shape[0], q)
     tiny = 1e-300
     return torch.log(best.clamp_min(tiny)) - torch.log(reference.clamp_min(tiny))
 
 
-def objective(theta, inner, net, task, factor, seed, steps, q) -> torch.Tensor:
+def objective(theta, inner, net, task, factor, seed, steps, q,
+              coordinate: int = 0) -> torch.Tensor:
     """The ES objective per member: the mean of :func:`log_ratios` over the tasks."""
-    return log_ratios(theta, inner, net, task, factor, seed, steps, q).mean(-1)
+    return log_ratios(theta, inner, net, task, factor, seed, steps, q, coordinate).mean(-1)
 
 
 VALIDATION_FACTORS = (0.1, 1.0, 10.0)
@@ -224,13 +284,14 @@ def validation_set(dims, seed: int = 10000, attacks: bool = False):
 
 @torch.no_grad()
 def validate(theta: torch.Tensor, inner, net, dims, steps: int, q: int,
-             attacks: bool = False) -> dict:
+             attacks: bool = False, coordinate: int = 0) -> dict:
     """Per validation batch, log(best f / zo-adamm's at the default lr) per lr factor, and
     the means per factor."""
     rows = {}
     for task, factor, seed in validation_set(dims, attacks=attacks):
         rows[f"{task.family}-d{task.size[1]}"] = log_ratios(
-            theta.reshape(1, -1), inner, net, task, factor, seed, steps, q)[0].tolist()
+            theta.reshape(1, -1), inner, net, task, factor, seed, steps, q,
+            coordinate)[0].tolist()
     means = [sum(r[i] for r in rows.values()) / len(rows) for i in range(len(VALIDATION_FACTORS))]
     return {"batches": rows, "mean_by_factor": dict(zip(map(str, VALIDATION_FACTORS), means))}
 
@@ -247,7 +308,7 @@ def train(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.pt"
     inner, net = inner_rule(args.inner)
-    theta = initial_params(time=args.time)
+    theta = initial_params(start=args.start, time=args.time, coordinate=args.coordinate)
     moments = (torch.zeros_like(theta), torch.zeros_like(theta))
     history, start = [], 0
     if args.resume and ckpt.exists():
@@ -270,7 +331,8 @@ def train(args) -> None:
         batches, seeds, noise = draws()
         population = torch.cat([theta + args.sigma * noise, theta - args.sigma * noise,
                                 theta[None]])
-        scores = sum(objective(population, inner, net, task, factor, seed, args.steps, args.q)
+        scores = sum(objective(population, inner, net, task, factor, seed, args.steps, args.q,
+                               args.coordinate)
                      for (task, factor), seed in zip(batches, seeds)) / len(batches)
         plus, minus, centre = scores[:args.pairs], scores[args.pairs:-1], float(scores[-1])
         # ranks within the pairs (fitness shaping), then the antithetic estimate
@@ -286,7 +348,7 @@ def train(args) -> None:
                         "start": float(theta[-1]), "seconds": time.time() - t0})
         if args.validate_every and k % args.validate_every == 0:
             result = validate(theta, inner, net, args.dims, args.steps, args.q,
-                              attacks=args.attack_share > 0)
+                              attacks=args.attack_share > 0, coordinate=args.coordinate)
             history[-1]["validation"] = result["mean_by_factor"]
             history[-1]["validation_attacks"] = {
                 key: value for key, value in result["batches"].items()
@@ -296,13 +358,14 @@ def train(args) -> None:
                         if "validation_mean" in row), default=math.inf)
             history[-1]["validation_mean"] = mean
             if mean < best:  # checkpoint selection: the lowest validation mean so far
-                torch.save({"theta": theta, "inner": args.inner, "iteration": k},
-                           out / "best.pt")
+                torch.save({"theta": theta, "inner": args.inner, "iteration": k,
+                            "coordinate": args.coordinate}, out / "best.pt")
         print(json.dumps(history[-1]), flush=True)
         if k % args.save_every == 0 or k == args.iterations:
             torch.save({"theta": theta, "moments": (m, v), "history": history, "iteration": k,
-                        "inner": args.inner}, ckpt)
-            torch.save({"theta": theta, "inner": args.inner}, out / "controller.pt")
+                        "inner": args.inner, "coordinate": args.coordinate}, ckpt)
+            torch.save({"theta": theta, "inner": args.inner, "coordinate": args.coordinate},
+                       out / "controller.pt")
 
 
 def register_method(path: str | Path, name: str = "gain-l2l") -> None:
@@ -322,7 +385,8 @@ def register_method(path: str | Path, name: str = "gain-l2l") -> None:
 
     def make_rule(settings, parts):
         lr = _lr(settings)
-        stepper = controller(theta, inner, schedules.iterations(settings))
+        stepper = controller(theta, inner, schedules.iterations(settings),
+                             int(saved.get("coordinate", 0)))
 
         def init(d):
             return stepper.init((1, 1, d))
@@ -359,6 +423,11 @@ def main() -> None:
                              "validation on them)")
     parser.add_argument("--time", action="store_true",
                         help="the controller also reads the fraction of the run spent")
+    parser.add_argument("--coordinate", type=int, choices=(0, 1, 2), default=0,
+                        help="1: per-coordinate gains too, their kappa the controller's "
+                             "second output; 2: also their decay, a third")
+    parser.add_argument("--start", type=float, default=-1.15,
+                        help="the per-run log gain's start (learned from there)")
     parser.add_argument("--dims", type=int, nargs="+", default=[30, 100, 300])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-every", type=int, default=5)
@@ -371,13 +440,16 @@ def main() -> None:
     if args.validate:
         for path in args.validate:
             if path == "prior":
-                theta, inner_name = initial_params(time=args.time), args.inner
+                theta, inner_name = initial_params(args.start, args.time, args.coordinate), \
+                    args.inner
+                coordinate = args.coordinate
             else:
                 saved = torch.load(path, weights_only=False)
                 theta, inner_name = saved["theta"], saved["inner"]
+                coordinate = int(saved.get("coordinate", 0))
             inner, net = inner_rule(inner_name)
             result = validate(theta, inner, net, args.dims, args.steps, args.q,
-                              attacks=args.attack_share > 0)
+                              attacks=args.attack_share > 0, coordinate=coordinate)
             print(path, json.dumps(result["mean_by_factor"]), flush=True)
             if args.attack_share > 0:
                 print("  attacks", json.dumps({k: v for k, v in result["batches"].items()

@@ -238,9 +238,9 @@ def test_blocked_in_place_steps_equal_the_differentiable_ones(design):
             step, state = design.step(update, g, f, in_place[0], 0.01)
             query_state, _ = designs.query_step(query, g, step, in_place[1], 0.01)
         if t:  # after the first step, which allocates its placeholders, nothing new
-            kept = {t.data_ptr() for t in _tensors(in_place)}
-            assert {t.data_ptr() for t in _tensors((state, query_state))
-                    if t.numel() > 1} <= kept
+            kept = {tensor.data_ptr() for tensor in _tensors(in_place)}
+            assert {tensor.data_ptr() for tensor in _tensors((state, query_state))
+                    if tensor.numel() > 1} <= kept
         in_place = (state, query_state)
         expected, reference_state = design.step(update, g, f, reference[0], 0.01)
         reference = (reference_state,

@@ -63,6 +63,28 @@ def test_the_untrained_es_controller_is_its_prior():
     assert float(start) == -1.15
 
 
+def test_the_untrained_coordinate_controller_moves_its_shape_by_the_prior():
+    """With the output layer at zero the shape follows coord-adamm's rule, times the
+    small initial decay: shape <- (1 - DECAY_MAX sigmoid(-DECAY_OFFSET)) shape - KAPPA_C z_c,
+    z_c the running mean of sign(s_i) g_i / rms(g_i); the first step leaves it alone."""
+    from zominimize.train.unroll import ZO_ADAMM
+
+    theta = gain_es.initial_params(0.0, coordinate=2).reshape(1, -1)
+    stepper = gain_es.controller(theta, ZO_ADAMM, horizon=10, coordinate=2)
+    state = stepper.init((1, 1, 3))
+    g1 = torch.tensor([[[1.0, -1.0, 0.5]]], dtype=torch.float64)
+    g2 = torch.tensor([[[1.0, 1.0, -0.5]]], dtype=torch.float64)
+    step1, state = stepper.step(None, g1, torch.tensor([[1.0]], dtype=torch.float64), state,
+                                0.1)
+    assert torch.all(state.shape == gain_es.SHAPE_START)
+    _, state = stepper.step(None, g2, torch.tensor([[0.5]], dtype=torch.float64), state, 0.1)
+    rms = torch.sqrt(gain_es.BETA_G * g1 ** 2 + (1 - gain_es.BETA_G) * g2 ** 2)
+    z_c = (1 - gain_es.BETA_Z) * step1.sign() * g2 / rms
+    decay = gain_es.DECAY_MAX * torch.sigmoid(torch.tensor(-gain_es.DECAY_OFFSET))
+    expected = gain_es.SHAPE_START * (1 - decay) - gain_es.KAPPA_C * z_c
+    torch.testing.assert_close(state.shape, expected.double())
+
+
 def _train(out, iterations, resume):
     argv = ["gain_es.py", "--out", str(out), "--inner", "adamm", "--iterations",
             str(iterations), "--pairs", "2", "--steps", "8", "--dims", "12", "--batch", "2",
