@@ -6,9 +6,9 @@ Written on whole arrays, such a step holds a dozen temporaries of the size of x 
 at d = 10^6 they cost more memory than the optimizer's own state. :func:`per_coordinate`
 runs the same function on blocks of coordinates instead (BLOCK on a CPU, GPU_BLOCK on a
 GPU) and writes each block's results into the state's own tensors, so the temporaries are
-a block's and no second copy of the state is made. With autograd (meta-training) or at small d it calls the function
-once on the whole arrays and returns new tensors, so that training differentiates the very
-arithmetic that inference runs.
+a block's and no second copy of the state is made. With autograd (meta-training) or at
+small d it calls the function once on the whole arrays and returns new tensors, so that
+training differentiates the very arithmetic that inference runs.
 """
 
 from __future__ import annotations
