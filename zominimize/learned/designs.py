@@ -187,7 +187,7 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 def _tensor(data, device) -> torch.Tensor:
     """A copy of ``data`` on ``device``: a restored state is the run's own (its step may
     overwrite it) and never shares memory with the caller's checkpoint."""
-    return torch.as_tensor(data, device=device).clone()
+    return torch.as_tensor(data).to(device, copy=True)
 
 
 #: What a checkpoint's "moments" holds for a value a design does not keep.
@@ -396,14 +396,9 @@ def query_init(shape, device=None) -> QueryState:
                       torch.ones(shape, dtype=torch.float64, device=device))
 
 
-def query_scales(output: torch.Tensor) -> torch.Tensor:
-    """Standard deviations s = |1 + o| (float64), rescaled to ||s||_2 = sqrt(d) along the
-    last axis, so that the covariance diag(s^2) has trace d, as N(0, I)'s."""
-    return normalised_scales((1 + output.double()).abs())
-
-
 def normalised_scales(s: torch.Tensor) -> torch.Tensor:
-    """``s`` rescaled to ||s||_2 = sqrt(d) along the last axis (in place in blocked mode)."""
+    """Standard deviations ``s`` rescaled to ||s||_2 = sqrt(d) along the last axis, so that
+    the covariance diag(s^2) has trace d, as N(0, I)'s (in place in blocked mode)."""
     d = s.shape[-1]
     factor = d ** 0.5 / s.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     return s.mul_(factor) if blocked(d, s.device) else s * factor
@@ -414,8 +409,9 @@ def query_step(net: CoordinateLSTM, g: torch.Tensor, step: torch.Tensor, state: 
     """One QueryRNN step after an iteration: the new state (with the scales of the next
     iteration) and the raw output o (meta-training penalises ||o||^2).
 
-    It reads the estimate over its running (plain Adam's) RMS and the step in units of lr.
-    Like the designs' steps, it runs through :func:`per_coordinate`.
+    It reads the estimate over its running (plain Adam's) RMS and the step in units of lr;
+    the scales are s = |1 + o| (float64), normalised by :func:`normalised_scales`. Like the
+    designs' steps, it runs through :func:`per_coordinate`.
     """
     count = state.count + 1
     v, = per_coordinate(lambda g, v: (ema(v, g * g, BETA2),), (g, state.v), into=(state.v,))
