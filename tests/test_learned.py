@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 
 import zominimize  # noqa: E402
 from zominimize import FallbackWarning, WeightsError  # noqa: E402
-from zominimize.learned import blocks, designs, nets as learned_nets, weights  # noqa: E402
-from zominimize.learned.designs import L2L_ZO, PAPER  # noqa: E402
+from zominimize.learned import blocks, designs, gain, nets as learned_nets, weights  # noqa: E402
+from zominimize.learned.designs import L2L_ZO, L2L_ZO_GAIN, PAPER  # noqa: E402
 from zominimize.learned.rule import resolve_device  # noqa: E402
 from zominimize.rules import AdaMMState, adamm, adamm_moments, adamm_step  # noqa: E402
 from zominimize.train import tasks  # noqa: E402
@@ -25,7 +25,7 @@ from zominimize.train.unroll import (ZO_ADAMM, Stepper, UnrollSettings,  # noqa:
                                      initial_state, step_sizes, unroll_step)
 
 D = 12
-DESIGNS = [L2L_ZO, PAPER]
+DESIGNS = [L2L_ZO, L2L_ZO_GAIN, PAPER]
 IDS = [design.name for design in DESIGNS]
 PRETRAINED = Path(__file__).parent.parent / "pretrained"
 
@@ -51,8 +51,12 @@ def random_nets(design, seed=0):
     torch.manual_seed(seed)
     update, query = designs.make_nets(design)
     with torch.no_grad():  # larger heads than at initialisation, so the nets matter
-        update.head.weight.mul_(30)
+        rnn = update.rnn if isinstance(update, gain.GainedUpdate) else update
+        rnn.head.weight.mul_(30)
         query.head.weight.mul_(30)
+        if rnn is not update:  # and a controller whose outputs move
+            update.gain.w2.normal_(0.0, 1.0)
+            update.gain.start.fill_(0.5)
     return update, query
 
 
@@ -459,6 +463,77 @@ def test_the_paper_design_steps_by_the_raw_output():
     step, after = PAPER.step(update, g, 0.0, state, 123.0)  # lr is not read
     out, (h, c) = update(torch.stack([g, torch.zeros_like(g)]).float(), (state.h, state.c))
     assert torch.equal(step, out.double()) and torch.equal(after.h, h)
+
+
+def _gained_steps(update, design, gradients, values, lr=0.01):
+    """The steps and states of ``design`` for the given estimates and values of f."""
+    state, out = design.init(tuple(gradients[0].shape)), []
+    with torch.no_grad():
+        for g, f in zip(gradients, values):
+            step, state = design.step(update, g, f, state, lr)
+            out.append((step, state))
+    return out
+
+
+def _draws(d=40, steps=12, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    gradients = [torch.randn(d, generator=gen, dtype=torch.float64) + 1.0 for _ in range(steps)]
+    return gradients, [3.0 / (t + 1) for t in range(steps)]
+
+
+def test_the_controller_scales_the_inner_step_by_exp_level_plus_shape():
+    update, _ = random_nets(L2L_ZO_GAIN)
+    gradients, values = _draws()
+    gained = _gained_steps(update, L2L_ZO_GAIN, gradients, values)
+    inner = _gained_steps(update.rnn, L2L_ZO, gradients, values)
+    first = gained[0][1]
+    assert float(first.level) == 0.5 and torch.all(first.shape == gain.SHAPE_START)
+    for (step, state), (inner_step, _) in zip(gained, inner):
+        torch.testing.assert_close(step, torch.exp(state.level + state.shape) * inner_step)
+        assert torch.all(state.shape.abs() <= gain.SHAPE_LIMIT)
+        assert float(state.level.abs()) <= gain.LIMIT
+    assert not torch.allclose(gained[-1][1].shape, gained[1][1].shape)  # the shape moved
+
+
+def test_a_silent_controller_follows_the_hand_written_rules():
+    """With its output layer at zero, the level moves by -KAPPA sign(zbar) zbar^2 and the
+    shape decays by DECAY_MAX sigmoid(-DECAY_OFFSET) and moves by -KAPPA_C zbar_i."""
+    update, _ = designs.make_nets(L2L_ZO_GAIN)
+    gradients, values = _draws()
+    states = [state for _, state in _gained_steps(update, L2L_ZO_GAIN, gradients, values)]
+    keep = 1 - gain.DECAY_MAX * torch.sigmoid(torch.tensor(-gain.DECAY_OFFSET,
+                                                           dtype=torch.float64))
+    assert float(states[0].level) == 0.0
+    for before, after in zip(states, states[1:]):
+        z_mean = after.z_mean
+        torch.testing.assert_close(after.level,
+                                   before.level - gain.KAPPA * z_mean.sign() * z_mean ** 2)
+        torch.testing.assert_close(after.shape, before.shape * keep - gain.KAPPA_C * after.z_c)
+
+
+def test_the_controlled_steps_do_not_depend_on_the_scale_of_f_and_g():
+    update, _ = random_nets(L2L_ZO_GAIN)
+    gradients, values = _draws()
+    plain = _gained_steps(update, L2L_ZO_GAIN, gradients, values)
+    scaled = _gained_steps(update, L2L_ZO_GAIN, [1e4 * g for g in gradients],
+                           [1e4 * f for f in values])
+    for (step, _), (scaled_step, _) in zip(plain, scaled):
+        torch.testing.assert_close(scaled_step, step, rtol=1e-5, atol=1e-12)
+
+
+def test_the_level_grows_a_step_that_is_far_too_small():
+    """On a quadratic whose optimum lies far beyond the first steps, the estimates keep
+    agreeing with the last step, and the hand-written level rule grows the step."""
+    update, _ = designs.make_nets(L2L_ZO_GAIN)
+    gen = torch.Generator().manual_seed(0)
+    x, state = torch.zeros(30, dtype=torch.float64), L2L_ZO_GAIN.init((30,))
+    with torch.no_grad():
+        for _ in range(60):
+            g = (x - 10.0) + 0.3 * torch.randn(30, generator=gen, dtype=torch.float64)
+            step, state = L2L_ZO_GAIN.step(update, g, float(((x - 10.0) ** 2).sum()), state,
+                                           1e-3)
+            x = x + step
+    assert float(state.level) > 0.5 and float(state.z_mean) < 0
 
 
 def test_unknown_and_retired_designs_name_the_setting():

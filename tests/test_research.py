@@ -140,3 +140,29 @@ def test_the_dense_query_signal_is_the_estimates_expected_alignment():
     # queries on the three coordinates a gradient lives on beat isotropic ones
     assert float(log_gain(live + 1e-3, G * live, q)) > 0.3  # 0.5 log 2 here
     assert float(log_gain(torch.ones(d, dtype=torch.float64), G, q)) == 0.0
+
+
+def test_the_packages_gain_design_computes_what_gain_es_trains():
+    """research/export_gain.py ships a gain_es.py controller as the l2l-zo-gain design:
+    both give the same steps."""
+    from research import export_gain
+    from zominimize.learned import designs, gain
+
+    theta = gain_es.initial_params(start=0.3, coordinate=2)
+    theta = theta + 0.3 * torch.randn(theta.shape, generator=torch.Generator().manual_seed(1),
+                                      dtype=torch.float64)
+    update = gain.GainedUpdate(designs.make_nets(designs.L2L_ZO)[0])
+    update.gain = export_gain.gain_net(theta)
+    stepper = gain_es.controller(theta.reshape(1, -1), designs.L2L_ZO, 50, coordinate=2)
+    d, gen = 30, torch.Generator().manual_seed(0)
+    state, reference = designs.L2L_ZO_GAIN.init((d,)), stepper.init((1, 1, d))
+    with torch.no_grad():
+        for t in range(15):
+            g = torch.randn(d, generator=gen, dtype=torch.float64) + 1.0
+            f = 2.0 / (t + 1)
+            step, state = designs.L2L_ZO_GAIN.step(update, g, f, state, 0.01)
+            expected, reference = stepper.step(update.rnn, g.reshape(1, 1, d),
+                                               torch.tensor([[f]], dtype=torch.float64),
+                                               reference, 0.01)
+            torch.testing.assert_close(step, expected.reshape(-1), rtol=1e-12, atol=1e-15)
+    assert float(state.level) == pytest.approx(float(reference.log_gain))

@@ -1,13 +1,16 @@
-"""The two learned designs that ship, each a short step function composed of small pieces.
+"""The learned designs, each a short step function composed of small pieces.
 
 A design says what the UpdateRNN reads and how its output becomes a step; it owns its
 state, and its ``step`` is used as it is by inference (:mod:`zominimize.learned.rule`)
 and by meta-training (:mod:`zominimize.train`), so that an inference step is a step of
-the training unroll. The QueryRNN is the same for both designs (:func:`query_step`).
+the training unroll. The QueryRNN is the same for every design (:func:`query_step`).
 
 * ``L2L_ZO`` (weight set "l2l-zo"): ZO-AdaMM's moments, the coherence of the estimates
   and the success rate of f feed the LSTM, whose two outputs rescale ZO-AdaMM's step and
   move its normalisation slowly towards a fast RMS (sign-like steps at that end).
+* ``L2L_ZO_GAIN``: l2l-zo's step under a learned step-size controller, a per-run level
+  and a per-coordinate shape (:mod:`zominimize.learned.gain`); its UpdateRNN is a
+  :class:`~zominimize.learned.gain.GainedUpdate`, l2l-zo's LSTM and the controller.
 * ``PAPER`` (weight set "l2l-zo-paper"): the paper's design, the raw estimate in and an
   absolute step out.
 
@@ -22,7 +25,9 @@ import numpy as np
 import torch
 
 from ..rules import AdaMMState, adamm_moments, adamm_rms, ema
+from . import gain
 from .blocks import blocked, per_coordinate
+from .gain import GainedUpdate, GainState, with_gain
 from .nets import HIDDEN, CoordinateLSTM
 
 #: ZO-AdaMM's decays (those of the ``zo-adamm`` method's defaults).
@@ -68,6 +73,8 @@ class Design(NamedTuple):
     architecture : dict
         What the manifest's "architecture" records for this design beyond the layout
         shared by all (see :func:`zominimize.learned.weights.architecture`).
+    make_update : callable
+        ``make_update() -> torch.nn.Module``: a fresh UpdateRNN (the ``net`` its step reads).
     """
 
     name: str
@@ -81,11 +88,12 @@ class Design(NamedTuple):
     export: Callable[[Any], dict]
     restore: Callable[[dict, Any], Any]
     architecture: dict
+    make_update: Callable[[], torch.nn.Module]
 
 
-def make_nets(design: Design) -> tuple[CoordinateLSTM, CoordinateLSTM]:
+def make_nets(design: Design) -> tuple[torch.nn.Module, CoordinateLSTM]:
     """A fresh (UpdateRNN, QueryRNN) pair for ``design`` (the QueryRNN reads 2 inputs)."""
-    return (CoordinateLSTM(design.n_inputs, outputs=design.n_outputs), CoordinateLSTM(2))
+    return design.make_update(), CoordinateLSTM(2)
 
 
 # ---------------------------------------------------------------- pieces
@@ -309,7 +317,18 @@ L2L_ZO = Design(
     export=_l2l_zo_export, restore=_l2l_zo_restore,
     architecture={"update_step": "adam-blend-slow", "update_outputs": 2, "update_inputs": 4,
                   "log_range": LOG_RANGE, "blend_offset": BLEND_OFFSET,
-                  "beta_fast": BETA_FAST, "beta_w": BETA_W})
+                  "beta_fast": BETA_FAST, "beta_w": BETA_W},
+    make_update=lambda: CoordinateLSTM(4, outputs=2))
+
+
+# ---------------------------------------------------------------- l2l-zo with its controller
+
+L2L_ZO_GAIN = Design(
+    "l2l-zo-gain", L2L_ZO.features, "adam-blend-slow-gain", L2L_ZO.n_inputs,
+    L2L_ZO.n_outputs, GainState, *with_gain(L2L_ZO),
+    architecture={**L2L_ZO.architecture, "update_step": "adam-blend-slow-gain",
+                  "gain": gain.ARCHITECTURE},
+    make_update=lambda: GainedUpdate(L2L_ZO.make_update()))
 
 
 # ---------------------------------------------------------------- the paper's design
@@ -350,11 +369,13 @@ def _paper_restore(data: dict, device) -> PaperState:
 
 PAPER = Design(name="l2l-zo-paper", features="raw", step_form="direct", n_inputs=2,
                n_outputs=1, state_type=PaperState, init=paper_init, step=paper_step,
-               export=_paper_export, restore=_paper_restore, architecture={})
+               export=_paper_export, restore=_paper_restore, architecture={},
+               make_update=lambda: CoordinateLSTM(2))
 
 
 #: The shipped designs by (features, step form), as a weight set's manifest entry names them.
-DESIGNS = {(design.features, design.step_form): design for design in (L2L_ZO, PAPER)}
+DESIGNS = {(design.features, design.step_form): design
+           for design in (L2L_ZO, L2L_ZO_GAIN, PAPER)}
 
 
 def design_for(features: str, step_form: str) -> Design:
