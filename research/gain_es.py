@@ -59,7 +59,7 @@ from zominimize.train.unroll import (ZO_ADAMM, RunState, Stepper, UnrollSettings
                                      step_sizes, unroll_step)
 from zominimize.learned.designs import query_init  # noqa: E402
 
-from research import digits_attack  # noqa: E402
+from zominimize.train import attacks as digits_attack  # noqa: E402
 
 KAPPA = 0.01      # the prior's gain
 LIMIT = 6.0       # |log_gain| <= LIMIT
@@ -232,7 +232,7 @@ def run(task: tasks.TaskBatch, stepper, net, lr, eps_gen_seed: int, steps: int, 
 
 def draw_batch(gen: torch.Generator, dims, b: int, attack_share: float = 0.0):
     """A task batch and its lr factors: with probability ``attack_share`` attacks on the
-    digits classifier (research/digits_attack.py, d = 64, 256 or 784), else a family of
+    digits classifier (zominimize/train/attacks.py, d = 64, 256 or 784), else a family of
     zominimize.train.tasks, augmented."""
     if attack_share and float(torch.rand((), generator=gen, dtype=torch.float64)) < attack_share:
         side = ATTACK_SIDES[int(torch.randint(len(ATTACK_SIDES), (), generator=gen))]

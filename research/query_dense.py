@@ -15,7 +15,7 @@ on L coordinates and the queries find them. The loss is the mean over steps of
 
 The trajectory is the shipped l2l-zo's (its UpdateRNN frozen) with queries along the
 QueryRNN's scales, on augmented synthetic tasks and on attacks of the digits classifier
-(research/digits_attack.py), whose clipped pixels make many coordinates irrelevant, as in
+(zominimize/train/attacks.py), whose clipped pixels make many coordinates irrelevant, as in
 the benchmark's attack. Truncated backpropagation through the QueryRNN's own recurrence
 over windows of ``--window`` steps; its inputs (g, the step) are constants. Run from the
 repository root::
@@ -43,7 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from research import digits_attack  # noqa: E402
+from zominimize.train import attacks as digits_attack  # noqa: E402
 from research.gain_es import AUGMENTATION  # noqa: E402
 from zominimize.learned import weights  # noqa: E402
 from zominimize.learned.designs import L2L_ZO, make_nets  # noqa: E402

@@ -788,8 +788,13 @@ def test_the_shipped_configs_are_what_trained_the_shipped_weights(path):
     ('meta_loss = "squared"\n', "meta_loss must be one of"),
     ("behind_penalty = 1.0\n", "needs meta_loss='vs-best'"),
     ('colour = "red"\n', "unknown config keys"),
+    ("[controller]\niterations = 10\n", "trains a step-size controller, which"),
+    ('step_form = "adam-blend-slow-gain"\n[controller]\npairs = 0\n',
+     "controller.pairs must be a positive integer, got 0"),
+    ("[controller]\nrounds = 3\n", "unexpected keyword argument 'rounds'"),
 ], ids=["meta_gradient", "max_lead", "safe_margin", "task_sampling", "adaptive_sharpness",
-        "vs-adam", "safe", "design", "meta_loss", "behind_penalty", "unknown"])
+        "vs-adam", "safe", "design", "meta_loss", "behind_penalty", "unknown",
+        "controller-without-gain", "controller-pairs", "controller-unknown"])
 def test_config_errors_name_the_key(tmp_path, text, message):
     path = tmp_path / "config.toml"
     path.write_text(text)

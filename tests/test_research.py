@@ -110,7 +110,7 @@ def test_es_training_resumes_exactly(tmp_path, capsys):
 
 def test_digits_attack_tasks_are_batched_nonnegative_and_start_unsolved():
     pytest.importorskip("sklearn")
-    from research import digits_attack
+    from zominimize.train import attacks as digits_attack
 
     net, right = digits_attack.classifier(8)
     assert float(right.double().mean()) > 0.95

@@ -75,6 +75,9 @@ class Design(NamedTuple):
         shared by all (see :func:`zominimize.learned.weights.architecture`).
     make_update : callable
         ``make_update() -> torch.nn.Module``: a fresh UpdateRNN (the ``net`` its step reads).
+    inner : Design or None
+        For a design under a step-size controller (:mod:`zominimize.learned.gain`), the
+        design whose steps it scales (its UpdateRNN is ``net.rnn``); None otherwise.
     """
 
     name: str
@@ -89,6 +92,7 @@ class Design(NamedTuple):
     restore: Callable[[dict, Any], Any]
     architecture: dict
     make_update: Callable[[], torch.nn.Module]
+    inner: Any = None
 
 
 def make_nets(design: Design) -> tuple[torch.nn.Module, CoordinateLSTM]:
@@ -328,7 +332,7 @@ L2L_ZO_GAIN = Design(
     L2L_ZO.n_outputs, GainState, *with_gain(L2L_ZO),
     architecture={**L2L_ZO.architecture, "update_step": "adam-blend-slow-gain",
                   "gain": gain.ARCHITECTURE},
-    make_update=lambda: GainedUpdate(L2L_ZO.make_update()))
+    make_update=lambda: GainedUpdate(L2L_ZO.make_update()), inner=L2L_ZO)
 
 
 # ---------------------------------------------------------------- the paper's design

@@ -60,13 +60,16 @@ ARCHITECTURE = {"hidden": HIDDEN, "features": N_FEATURES, "outputs": N_OUTPUTS,
 class GainNet(nn.Module):
     """The controller's MLP (float64): features (..., N_FEATURES) -> outputs (..., N_OUTPUTS),
     and the level's learned start. Initialised with the output layer at zero (the
-    hand-written rules) and the start at 0."""
+    hand-written rules), the start at 0, and the first layer N(0, 1/4) from seed 0 (the
+    weights of the last two features drawn after the others, the order in which the
+    controller grew)."""
 
     def __init__(self):
         super().__init__()
         gen = torch.Generator().manual_seed(0)
-        self.w1 = nn.Parameter(0.5 * torch.randn(HIDDEN, N_FEATURES, generator=gen,
-                                                 dtype=torch.float64))
+        first = torch.randn(HIDDEN, N_FEATURES - 2, generator=gen, dtype=torch.float64)
+        added = torch.randn(HIDDEN, 2, generator=gen, dtype=torch.float64)
+        self.w1 = nn.Parameter(torch.cat([first, added], 1) * 0.5)
         self.b1 = nn.Parameter(torch.zeros(HIDDEN, dtype=torch.float64))
         self.w2 = nn.Parameter(torch.zeros(N_OUTPUTS, HIDDEN, dtype=torch.float64))
         self.b2 = nn.Parameter(torch.zeros(N_OUTPUTS, dtype=torch.float64))

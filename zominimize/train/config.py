@@ -58,9 +58,64 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
+class ControllerConfig:
+    """The controller stage of a gained design (see zominimize.train.controller): ES
+    iterations (0: no stage), antithetic pairs, noise scale and Adam step of theta, run
+    length, tasks per batch and batches per iteration, the share of digits attacks and
+    their image sides, the lr spread (10^U(-lr_decades, lr_decades) times the default),
+    the dimensions of the family tasks, how often to validate, and their augmentation."""
+
+    iterations: int = 0
+    pairs: int = 8
+    sigma: float = 0.1
+    lr: float = 0.03
+    steps: int = 200
+    batch: int = 4
+    batches: int = 2
+    attack_share: float = 0.5
+    attack_sides: tuple = (8, 16, 28)
+    lr_decades: float = 1.2
+    dims: tuple = (30, 100, 300)
+    validate_every: int = 25
+    x_scale_range: tuple = (-1.0, 1.0)
+    coordinate_scale_range: tuple = (-0.5, 0.5)
+    box_fraction: float = 0.2
+    minority_fraction: float = 0.2
+
+    def __post_init__(self):
+        where = "controller"
+        if not (self.iterations == 0 or _is_positive_integer(self.iterations)):
+            raise ValueError(f"{where}.iterations must be a non-negative integer, "
+                             f"got {self.iterations!r}")
+        for key in ("pairs", "steps", "batch", "batches", "validate_every"):
+            if not _is_positive_integer(getattr(self, key)):
+                raise ValueError(f"{where}.{key} must be a positive integer, "
+                                 f"got {getattr(self, key)!r}")
+        for key in ("sigma", "lr"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"{where}.{key} must be > 0, got {getattr(self, key)!r}")
+        if not self.lr_decades >= 0:
+            raise ValueError(f"{where}.lr_decades must be >= 0, got {self.lr_decades!r}")
+        for key in ("attack_share", "box_fraction", "minority_fraction"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ValueError(f"{where}.{key} must be a probability in [0, 1], "
+                                 f"got {getattr(self, key)!r}")
+        for key in ("attack_sides", "dims"):
+            values = getattr(self, key)
+            if not values or not all(_is_positive_integer(v) for v in values):
+                raise ValueError(f"{where}.{key} must be a list of positive integers, "
+                                 f"got {values!r}")
+        for key in ("x_scale_range", "coordinate_scale_range"):
+            if not _is_range(getattr(self, key)):
+                raise ValueError(f"{where}.{key} must be a range [lo, hi] of finite log10 "
+                                 f"values with lo <= hi, got {getattr(self, key)!r}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines a training run; the same config and seed give the same
-    weights. The TOML keys are these fields (``stage1`` and ``stage2`` as tables)."""
+    weights. The TOML keys are these fields (``stage1``, ``stage2`` and ``controller`` as
+    tables)."""
 
     name: str = "l2l-zo"
     features: str = "rms-max-coherence-success"  # with step_form: the design
@@ -93,6 +148,7 @@ class TrainConfig:
     noise_level: tuple = (-6.0, -3.0)     # log10 range of the relative noise
     stage1: StageConfig = StageConfig(episodes=300, lr=1e-3)
     stage2: StageConfig = StageConfig(episodes=150, lr=5e-3, penalty=0.005)
+    controller: ControllerConfig = ControllerConfig()  # a gained design's third stage
     validate_every: int = 25
     validation_tasks: int = 4        # per family, each a batch of one dimension
     validation_seed: int = 10_000
@@ -123,6 +179,10 @@ class TrainConfig:
         if not all(_is_positive_integer(b) for b in self.batches):
             raise ValueError(f"batch must hold positive integers, got {self.batch!r}")
         self._check_augmentation()
+        if self.controller.iterations and self.design.inner is None:
+            raise ValueError(f"controller.iterations = {self.controller.iterations} trains a "
+                             f"step-size controller, which step_form={self.step_form!r} does "
+                             f"not have (a gained design's step form ends in '-gain')")
         if self.steps % self.truncation:
             raise ValueError(f"steps ({self.steps}) must be a multiple of truncation "
                              f"({self.truncation})")
@@ -191,9 +251,16 @@ def load_config(path: str | Path) -> TrainConfig:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ValueError(f"{path}: unknown config keys {unknown}")
-    for stage in ("stage1", "stage2"):
-        if stage in raw:
-            raw[stage] = StageConfig(**raw[stage])
+    try:
+        for stage in ("stage1", "stage2"):
+            if stage in raw:
+                raw[stage] = StageConfig(**raw[stage])
+        if "controller" in raw:
+            table = {key: tuple(value) if isinstance(value, list) else value
+                     for key, value in raw["controller"].items()}
+            raw["controller"] = ControllerConfig(**table)
+    except TypeError as exc:  # an unknown key in a table
+        raise ValueError(f"{path}: {exc}") from None
     for key in ("dims", "f_scale", "batch") + OPTIONAL_RANGES + RANGES:
         if isinstance(raw.get(key), list):
             raw[key] = tuple(raw[key])

@@ -1,7 +1,10 @@
-"""Two-stage meta-training with truncated backpropagation, validation and checkpoints.
+"""Meta-training in stages, with validation and checkpoints.
 
 Stage 1 trains the UpdateRNN with N(0, I) queries; stage 2 freezes it and trains the
-QueryRNN. An episode draws ``cells_per_episode`` task batches (each of one family and
+QueryRNN; both by truncated backpropagation. A design under a step-size controller
+(a gained design, :mod:`zominimize.learned.gain`) trains its inner design's nets in
+stages 1 and 2, then its controller in a third stage, by evolution strategies over whole
+runs (:mod:`zominimize.train.controller`). An episode draws ``cells_per_episode`` task batches (each of one family and
 dimension, drawn on its own), runs T optimizer steps on each side by side, and takes one
 outer Adam step every ``truncation`` steps on the mean of their meta-losses, gradients
 clipped elementwise to [-1, 1] (the paper's settings). The meta-loss averages over the
@@ -43,17 +46,28 @@ from ..learned import weights
 from ..learned.designs import make_nets
 from . import tasks
 from .config import TrainConfig
+from .controller import ControllerStage
 from .unroll import (ZO_ADAMM, UnrollSettings, detach, estimate, initial_state, project,
                      step_sizes, unroll_step)
 
-STAGES = ("stage1", "stage2")
+STAGES = ("stage1", "stage2", "controller")
+#: The stages trained by truncated backpropagation (episodes).
+BPTT_STAGES = STAGES[:2]
 
 
 def unroll_settings(config: TrainConfig, stage: str) -> UnrollSettings:
-    """The unroll of a stage: stage 1 trains the steps, stage 2 the queries."""
+    """The unroll of a backpropagation stage: stage 1 trains the steps, stage 2 the
+    queries, of the config's design (of its inner design for a gained one)."""
     return UnrollSettings(q=config.q, base_step=config.base_step,
-                          mu_relative=config.mu_relative, design=config.design,
+                          mu_relative=config.mu_relative,
+                          design=config.design.inner or config.design,
                           use_query=stage == "stage2", train_query=stage == "stage2")
+
+
+def bptt_net(update_net, config: TrainConfig):
+    """The UpdateRNN that stages 1 and 2 unroll: the net itself, or a gained design's
+    inner LSTM."""
+    return update_net.rnn if config.design.inner is not None else update_net
 
 
 def sign_step(fun, x: torch.Tensor, eps: torch.Tensor, lr, mu, box=None, noise=None,
@@ -215,7 +229,7 @@ def _sample_task(config: TrainConfig, gen: torch.Generator) -> tasks.TaskBatch:
 
 
 class Trainer:
-    """Runs (or resumes) the two stages and writes the weights in the loader's format."""
+    """Runs (or resumes) the stages and writes the weights in the loader's format."""
 
     def __init__(self, config: TrainConfig, out: Path, checkpoint: Path | None = None):
         self.config = config
@@ -227,14 +241,25 @@ class Trainer:
         self.held_out = validation_set(config)
         self.progress = {"stage": STAGES[0], "episode": 0, "best": {}, "history": [],
                          "seconds": 0.0}
+        self.controller = ControllerStage(config, self.update_net) \
+            if config.design.inner is not None else None
         self.optimizer = self._optimizer(STAGES[0])
 
-    def _trained(self, stage: str):
-        return self.update_net if stage == "stage1" else self.query_net
+    @property
+    def bptt_update(self):
+        """The UpdateRNN that stages 1 and 2 unroll (see :func:`bptt_net`)."""
+        return bptt_net(self.update_net, self.config)
 
-    def _optimizer(self, stage: str) -> torch.optim.Optimizer:
+    def _trained(self, stage: str):
+        return self.bptt_update if stage == "stage1" else self.query_net
+
+    def _optimizer(self, stage: str) -> torch.optim.Optimizer | None:
+        """Adam over the nets a backpropagation stage trains (the others frozen)."""
         for net in (self.update_net, self.query_net):
-            net.requires_grad_(net is self._trained(stage))
+            net.requires_grad_(False)
+        if stage not in BPTT_STAGES:
+            return None
+        self._trained(stage).requires_grad_(True)
         return torch.optim.Adam(self._trained(stage).parameters(),
                                 lr=getattr(self.config, stage).lr)
 
@@ -244,7 +269,9 @@ class Trainer:
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"config": self.config.as_dict(), "progress": self.progress,
                     "update": self.update_net.state_dict(), "query": self.query_net.state_dict(),
-                    "optimizer": self.optimizer.state_dict(), "gen": self.gen.get_state()},
+                    "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+                    "controller": self.controller.state_dict() if self.controller else None,
+                    "gen": self.gen.get_state()},
                    self.checkpoint)
 
     def resume(self) -> bool:
@@ -260,7 +287,10 @@ class Trainer:
         self.update_net.load_state_dict(saved["update"])
         self.query_net.load_state_dict(saved["query"])
         self.optimizer = self._optimizer(self.progress["stage"])
-        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(saved["optimizer"])
+        if self.controller is not None and saved.get("controller") is not None:
+            self.controller.load_state_dict(saved["controller"])
         self.gen.set_state(saved["gen"])
         return True
 
@@ -268,13 +298,16 @@ class Trainer:
 
     def run(self, report: Callable[[str], None] = print,
             bar: Callable | None = None) -> dict:
-        """Train both stages (from where a resumed run stopped); return the progress record."""
+        """Train the stages (from where a resumed run stopped); return the progress record."""
         started = time.perf_counter() - self.progress["seconds"]
         first = STAGES.index(self.progress["stage"])
         for stage in STAGES[first:]:
             if stage != self.progress["stage"]:
                 self.progress.update(stage=stage, episode=0)
                 self.optimizer = self._optimizer(stage)
+            if stage == "controller":
+                self._run_controller(started, report)
+                continue
             self._run_stage(stage, started, report, bar)
             best = self.progress["best"].get(stage)
             if best is not None:
@@ -291,7 +324,7 @@ class Trainer:
         for episode in (bar(episodes, desc=stage) if bar else episodes):
             batches = [_sample_task(self.config, self.gen)
                        for _ in range(self.config.cells_per_episode)]
-            scores = run_episode(batches, self.update_net, self.query_net, self.config,
+            scores = run_episode(batches, self.bptt_update, self.query_net, self.config,
                                  settings, self.gen, spec.penalty, self.optimizer)
             self.progress["history"].extend(
                 {"stage": stage, "episode": episode, "family": task.family,
@@ -300,10 +333,24 @@ class Trainer:
             if (episode + 1) % self.config.validate_every == 0 or episode + 1 == spec.episodes:
                 self._validate(stage, episode + 1, started, report)
 
+    def _run_controller(self, started: float, report) -> None:
+        """The controller stage (a gained design whose config asks for it)."""
+        if self.controller is None or not self.config.controller.iterations:
+            return
+
+        def checkpoint():
+            self.progress["seconds"] = time.perf_counter() - started
+            self.progress["controller"] = {"iteration": self.controller.iteration,
+                                           "validation": self.controller.history[-1].get(
+                                               "validation")}
+            self.save_checkpoint()
+
+        self.controller.run(checkpoint, report, started)
+
     def _validate(self, stage: str, episode: int, started: float, report) -> None:
         """Score the nets on the held-out tasks, keep them if they are the stage's best
         (the lowest mean meta-loss), and write a checkpoint."""
-        score = validate(self.update_net, self.query_net, self.config, stage, self.held_out)
+        score = validate(self.bptt_update, self.query_net, self.config, stage, self.held_out)
         best = self.progress["best"].get(stage)
         if best is None or score["meta_loss"] < best["score"]["meta_loss"]:
             self.progress["best"][stage] = {
@@ -324,8 +371,8 @@ class Trainer:
         """Validation scores of references: the untrained nets ("untrained") and the
         package's zo-adamm ("zo-adam")."""
         fresh_update, fresh_query = make_nets(self.config.design)
-        return {"untrained": validate(fresh_update, fresh_query, self.config, "stage1",
-                                      self.held_out),
+        return {"untrained": validate(bptt_net(fresh_update, self.config), fresh_query,
+                                      self.config, "stage1", self.held_out),
                 "zo-adam": validate(None, fresh_query, self.config, "stage1", self.held_out,
                                     stepper=ZO_ADAMM)}
 
@@ -337,7 +384,12 @@ class Trainer:
                     "validation_references": references or {},
                     "families": list(self.config.families), "seconds": self.progress["seconds"],
                     "validation": best,
-                    "episodes": {s: getattr(self.config, s).episodes for s in STAGES},
+                    "episodes": {s: getattr(self.config, s).episodes for s in BPTT_STAGES},
                     "torch": torch.__version__}
+        if self.controller is not None and self.controller.history:
+            training["controller"] = {
+                "iterations": self.controller.iteration,
+                "validation": {row["iteration"]: row["validation"]
+                               for row in self.controller.history if "validation" in row}}
         return weights.save(self.out, self.config.name, (self.update_net, self.query_net),
                             self.config.design, training)

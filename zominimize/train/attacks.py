@@ -1,9 +1,12 @@
-"""Training tasks like the benchmark's attack, on a classifier this project trains itself.
+"""Training tasks like a black-box attack, on a classifier that training builds itself.
 
-Issue 18's direction 1: black-box attacks on small classifiers trained in seconds on data
-a package ships, never the benchmark's LeNet5, MNIST digits or BBOB. Here: scikit-learn's
-8x8 digits (1,797 images), upsampled bilinearly to side x side pixels, and a one-hidden-
-layer network trained on them with a fixed seed (:func:`classifier`, cached per side).
+Attacks have what the synthetic families lack: pixels clipped to [0, 1], so that many
+coordinates do not matter, and an L1 term that decides the right step. The
+classifier is trained in seconds on data a package ships, never on the benchmark's
+LeNet5, MNIST digits or BBOB, which stay held out: scikit-learn's 8x8 digits (1,797
+images; ``pip install scikit-learn``), upsampled bilinearly to side x side pixels, and a
+one-hidden-layer network trained on them with a fixed seed (:func:`classifier`, cached
+per side).
 
 A task attacks one correctly classified image x of label y with the loss of the paper
 (Carlini and Wagner's margin plus an L1 distortion):
@@ -13,7 +16,7 @@ A task attacks one correctly classified image x of label y with the loss of the 
 
 from delta_0 = 1e-4 N(0, I), c drawn 10^U(-1.5, -0.5) per task (the benchmark uses 0.1).
 f >= 0, as the other families. :func:`sample` returns a :class:`TaskBatch` like the
-families of zominimize.train.tasks, so the same unrolls run on it.
+families of :mod:`zominimize.train.tasks`, so the same unrolls run on it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import math
 
 import torch
 
-from zominimize.train.tasks import TaskBatch
+from .tasks import TaskBatch
 
 HIDDEN = 64
 EPOCHS = 300
@@ -34,7 +37,11 @@ C_RANGE = (-1.5, -0.5)
 @functools.lru_cache(maxsize=None)
 def digits(side: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The digits as (n, side * side) float64 in [0, 1] and their labels (n,)."""
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ImportError("the digits attack tasks need scikit-learn's digits: "
+                          "pip install scikit-learn") from None
 
     data = load_digits()
     images = torch.as_tensor(data.images, dtype=torch.float64).unsqueeze(1) / 16.0
