@@ -4,12 +4,11 @@ Issue 18's second requirement: with ``lr`` set 10x too small and 10x too large, 
 optimizer that adapts ends within 1.5x of its own default result. This script measures it
 on the benchmark's nclsq (d = 100) and LeNet5 attack problems, at the benchmark's budget
 of 4,200 evaluations, for l2l-zo and zo-adamm or the methods named (the research methods
-of adaptive_rules.py, controllers saved by gain_es.py). Run from the repository root::
+of adaptive_rules.py too). Run from the repository root::
 
     python research/lr_sensitivity.py [--nclsq 3] [--seeds 2] [--images 2]
     python research/lr_sensitivity.py --methods hyper-adamm --option kappa=0.02
-    python research/lr_sensitivity.py --controller es=research/runs/gain-es-l2l/controller.pt \
-        --methods es
+    python research/lr_sensitivity.py --methods l2l-zo --option weights=FOLDER
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import zominimize  # noqa: E402
-from research import adaptive_rules, gain_es, schedules  # noqa: E402
+from research import adaptive_rules, schedules  # noqa: E402
 from zominimize._call import resolve  # noqa: E402
 from zominimize._registry import get_method, method_options  # noqa: E402
 
@@ -85,18 +84,14 @@ def main() -> None:
     parser.add_argument("--methods", default="l2l-zo,zo-adamm",
                         help="comma-separated methods (research/adaptive_rules.py's too)")
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                        help="an option for each method that has it (repeatable)")
-    parser.add_argument("--controller", action="append", default=[], metavar="[NAME=]PATH",
-                        help="register a research/gain_es.py controller as a method")
+                        help="an option for each method that has it (repeatable; "
+                             "weights=FOLDER runs the learned methods on that weight set)")
     parser.add_argument("--probe", action="store_true",
                         help="choose each run's lr multiplier by adaptive_rules.probe_factor "
                              "first (its evaluations count)")
     args = parser.parse_args()
     adaptive_rules.register_methods()
     schedules.register_methods()
-    for item in args.controller:
-        name, _, path = item.rpartition("=")
-        gain_es.register_method(path, name or "gain-l2l")
     options = {name: _value(value) for name, value in
                (item.split("=", 1) for item in args.option)}
     problems = {

@@ -44,9 +44,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zominimize.train import attacks as digits_attack  # noqa: E402
-from research.gain_es import AUGMENTATION  # noqa: E402
 from zominimize.learned import weights  # noqa: E402
-from zominimize.learned.designs import L2L_ZO, make_nets  # noqa: E402
+from zominimize.learned.designs import L2L_ZO, L2L_ZO_GAIN, make_nets  # noqa: E402
+from zominimize.learned.gain import GainedUpdate  # noqa: E402
 from zominimize.train import tasks  # noqa: E402
 from zominimize.train.unroll import (UnrollSettings, detach, initial_state,  # noqa: E402
                                      step_sizes, unroll_step)
@@ -85,6 +85,16 @@ def shipped_update_net():
     return weights.build_nets(entry, tensors, torch.device("cpu"))
 
 
+def design_of(update_net):
+    """The design an UpdateRNN belongs to: l2l-zo, with or without its controller."""
+    return L2L_ZO_GAIN if isinstance(update_net, GainedUpdate) else L2L_ZO
+
+
+#: The augmentation of the controller stage's tasks (zominimize.train.config.ControllerConfig).
+AUGMENTATION = tasks.Augmentation(x_scale_range=(-1.0, 1.0), coordinate_scale_range=(-0.5, 0.5),
+                                  box_fraction=0.2, minority_fraction=0.2)
+
+
 ATTACK_SIDES = (16, 28)
 DIMS = (100, 300)
 
@@ -104,7 +114,7 @@ def episode(task: tasks.TaskBatch, update_net, query_net, gen: torch.Generator, 
             window: int, optimizer=None) -> float:
     """One unroll of ``steps``; with an ``optimizer``, an update of the QueryRNN after each
     window. Returns the mean log gain over the steps (higher is better)."""
-    settings = UnrollSettings(q=Q, use_query=True)
+    settings = UnrollSettings(q=Q, use_query=True, design=design_of(update_net))
     lr, mu = step_sizes(task.x0, settings, task.box)
     state = initial_state(task.x0, settings)
     b, d = task.x0.shape
@@ -147,7 +157,7 @@ def validate(update_net, query_net, steps: int) -> list[float]:
 
 
 def save_weights(folder: Path, update_net, query_net, record: dict) -> None:
-    weights.save(folder, "l2l-zo", (update_net, query_net), L2L_ZO,
+    weights.save(folder, "l2l-zo", (update_net, query_net), design_of(update_net),
                  {"query": "research/query_dense.py", **record})
 
 
@@ -156,7 +166,7 @@ def train(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     update_net, shipped_query = shipped_update_net()
-    query_net = make_nets(L2L_ZO)[1]
+    query_net = make_nets(design_of(update_net))[1]
     query_net.load_state_dict(shipped_query.state_dict())
     query_net.requires_grad_(True)
     optimizer = torch.optim.Adam(query_net.parameters(), lr=args.lr)

@@ -1,4 +1,5 @@
-"""The controller stage of a gained design: ES over whole runs, around frozen nets."""
+"""The controller stage of a gained design: ES over whole runs, around frozen nets, on
+synthetic tasks and digits attacks."""
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ torch = pytest.importorskip("torch")
 
 import zominimize  # noqa: E402
 from zominimize.learned import gain, weights  # noqa: E402
+from zominimize.train import attacks  # noqa: E402
 from zominimize.train.config import ControllerConfig, StageConfig, TrainConfig  # noqa: E402
 from zominimize.train.controller import ControllerStage, PopulationGain  # noqa: E402
 from zominimize.train.trainer import Trainer  # noqa: E402
@@ -99,3 +101,17 @@ def test_the_trained_controller_ships_in_the_weight_set(tmp_path):
                               method="l2l-zo", options={"weights": str(tmp_path), "seed": 0,
                                                         "maxiter": 30, "fallback": False})
     assert res.fallback is None and res.fun < 12.0
+
+
+def test_digits_attack_tasks_are_batched_nonnegative_and_start_unsolved():
+    pytest.importorskip("sklearn")
+    net, right = attacks.classifier(8)
+    assert float(right.double().mean()) > 0.95
+    task = attacks.sample(torch.Generator().manual_seed(0), 3, 8)
+    assert task.size == (3, 64)
+    f0 = task.fun(task.x0)
+    assert bool((f0 > 0).all())  # correctly classified: the margin term is positive
+    points = task.x0 + torch.randn(5, 3, 64, dtype=torch.float64)
+    values = task.fun(points)
+    assert values.shape == (5, 3) and bool((values >= 0).all())
+    assert torch.allclose(values[2], task.fun(points[2]))

@@ -5,12 +5,13 @@ state, and its ``step`` is used as it is by inference (:mod:`zominimize.learned.
 and by meta-training (:mod:`zominimize.train`), so that an inference step is a step of
 the training unroll. The QueryRNN is the same for every design (:func:`query_step`).
 
-* ``L2L_ZO`` (weight set "l2l-zo"): ZO-AdaMM's moments, the coherence of the estimates
-  and the success rate of f feed the LSTM, whose two outputs rescale ZO-AdaMM's step and
-  move its normalisation slowly towards a fast RMS (sign-like steps at that end).
-* ``L2L_ZO_GAIN``: l2l-zo's step under a learned step-size controller, a per-run level
-  and a per-coordinate shape (:mod:`zominimize.learned.gain`); its UpdateRNN is a
-  :class:`~zominimize.learned.gain.GainedUpdate`, l2l-zo's LSTM and the controller.
+* ``L2L_ZO`` ("l2l-zo-plain"): ZO-AdaMM's moments, the coherence of the estimates and the
+  success rate of f feed the LSTM, whose two outputs rescale ZO-AdaMM's step and move its
+  normalisation slowly towards a fast RMS (sign-like steps at that end).
+* ``L2L_ZO_GAIN`` (weight set "l2l-zo"): that step under a learned step-size controller,
+  a per-run level and a per-coordinate shape (:mod:`zominimize.learned.gain`); its
+  UpdateRNN is a :class:`~zominimize.learned.gain.GainedUpdate`, the LSTM and the
+  controller.
 * ``PAPER`` (weight set "l2l-zo-paper"): the paper's design, the raw estimate in and an
   absolute step out.
 
@@ -52,7 +53,7 @@ class Design(NamedTuple):
     Attributes
     ----------
     name : str
-        The weight set that ships with this design.
+        The design's name (for a design that ships, its weight set's).
     features, step_form : str
         How a weight set's manifest entry names the design.
     n_inputs, n_outputs : int
@@ -316,7 +317,7 @@ def _l2l_zo_restore(data: dict, device) -> L2LZOState:
 
 
 L2L_ZO = Design(
-    name="l2l-zo", features="rms-max-coherence-success", step_form="adam-blend-slow",
+    name="l2l-zo-plain", features="rms-max-coherence-success", step_form="adam-blend-slow",
     n_inputs=4, n_outputs=2, state_type=L2LZOState, init=l2l_zo_init, step=l2l_zo_step,
     export=_l2l_zo_export, restore=_l2l_zo_restore,
     architecture={"update_step": "adam-blend-slow", "update_outputs": 2, "update_inputs": 4,
@@ -328,7 +329,7 @@ L2L_ZO = Design(
 # ---------------------------------------------------------------- l2l-zo with its controller
 
 L2L_ZO_GAIN = Design(
-    "l2l-zo-gain", L2L_ZO.features, "adam-blend-slow-gain", L2L_ZO.n_inputs,
+    "l2l-zo", L2L_ZO.features, "adam-blend-slow-gain", L2L_ZO.n_inputs,
     L2L_ZO.n_outputs, GainState, *with_gain(L2L_ZO),
     architecture={**L2L_ZO.architecture, "update_step": "adam-blend-slow-gain",
                   "gain": gain.ARCHITECTURE},

@@ -66,9 +66,10 @@ class GainNet(nn.Module):
 
     def __init__(self):
         super().__init__()
-        gen = torch.Generator().manual_seed(0)
-        first = torch.randn(HIDDEN, N_FEATURES - 2, generator=gen, dtype=torch.float64)
-        added = torch.randn(HIDDEN, 2, generator=gen, dtype=torch.float64)
+        gen = torch.Generator().manual_seed(0)  # drawn on the CPU, whatever the default device
+        first = torch.randn(HIDDEN, N_FEATURES - 2, generator=gen, dtype=torch.float64,
+                            device="cpu")
+        added = torch.randn(HIDDEN, 2, generator=gen, dtype=torch.float64, device="cpu")
         self.w1 = nn.Parameter(torch.cat([first, added], 1) * 0.5)
         self.b1 = nn.Parameter(torch.zeros(HIDDEN, dtype=torch.float64))
         self.w2 = nn.Parameter(torch.zeros(N_OUTPUTS, HIDDEN, dtype=torch.float64))
