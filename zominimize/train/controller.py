@@ -18,9 +18,9 @@ pays only over a whole run. This stage trains it by antithetic evolution strateg
   centred ranks (fitness shaping).
 
 Every ``validate_every`` iterations the controller is scored on held-out tasks at lr
-factors 0.1, 1 and 10 (reported and recorded); the stage keeps its last theta, as the
-held-out score, a few dozen runs, did not pick the controller that did best on held-out
-problems (research/experiment-log.md).
+factors 0.1, 1 and 10 (reported and recorded). The stage keeps its last theta: the
+held-out score, a few dozen runs, did not pick the controller that did best on the
+benchmark's problems (research/experiment-log.md).
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """Meta-training in stages, with validation and checkpoints.
 
 Stage 1 trains the UpdateRNN with N(0, I) queries; stage 2 freezes it and trains the
-QueryRNN; both by truncated backpropagation. A design under a step-size controller
-(a gained design, :mod:`zominimize.learned.gain`) trains its inner design's nets in
-stages 1 and 2, then its controller in a third stage, by evolution strategies over whole
-runs (:mod:`zominimize.train.controller`). An episode draws ``cells_per_episode`` task batches (each of one family and
-dimension, drawn on its own), runs T optimizer steps on each side by side, and takes one
-outer Adam step every ``truncation`` steps on the mean of their meta-losses, gradients
-clipped elementwise to [-1, 1] (the paper's settings). The meta-loss averages over the
-T steps either
+QueryRNN; both by truncated backpropagation. A design under a step-size controller (a
+gained design, :mod:`zominimize.learned.gain`) trains its inner design's nets in stages 1
+and 2, then its controller in a third stage, by evolution strategies over whole runs
+(:mod:`zominimize.train.controller`). An episode draws ``cells_per_episode`` task batches
+(each of one family and dimension, drawn on its own), runs T optimizer steps on each side
+by side, and takes one outer Adam step every ``truncation`` steps on the mean of their
+meta-losses, gradients clipped elementwise to [-1, 1] (the paper's settings). The
+meta-loss averages over the T steps either
 
 * ``"log"`` (the paper's, scale-free): log(f(x_t) / f(x_0)), or
 * ``"vs-best"``: log(1 + f(x_t) / f(y_t)), y_t the better, on each task and at each
