@@ -1,0 +1,51 @@
+"""A controller stage variant around the shipped l2l-zo nets, without retraining stage 1.
+
+Loads ``pretrained/l2l-zo.toml``, changes keys of its ``[controller]`` table (``--set
+key=value``, values as TOML), puts the shipped UpdateRNN and QueryRNN into the trainer
+(the controller from its initial weights) and runs only the controller stage, then writes
+the weight set to ``--out``, for research/lr_sensitivity.py ``--option weights=FOLDER``.
+Run from the repository root::
+
+    python research/controller_variant.py --out research/runs/controller-far \\
+        --set 'x_scale_range=[0.0, 2.0]' --threads 2
+"""
+import argparse
+import sys
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from zominimize.learned import gain, weights  # noqa: E402
+from zominimize.train.config import load_config  # noqa: E402
+from zominimize.train.trainer import Trainer  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = load_config("pretrained/l2l-zo.toml")
+    changes = tomllib.loads("\n".join(args.set))
+    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
+    config = replace(config, controller=replace(config.controller, **changes))
+    trainer = Trainer(config, Path(args.out))
+    entry, tensors = weights.load()
+    shipped = {k: v for k, v in tensors["update"].items() if not k.startswith("gain.")}
+    trainer.update_net.rnn.load_state_dict({k[len("rnn."):]: v for k, v in shipped.items()})
+    trainer.query_net.load_state_dict(tensors["query"])
+    trainer.update_net.gain.load_state_dict(gain.GainNet().state_dict())
+    trainer.progress["stage"] = "controller"
+    trainer.optimizer = None
+    trainer.run(report=lambda line: print(line, flush=True))
+    trainer.write_weights("python research/controller_variant.py " + " ".join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
