@@ -20,8 +20,8 @@ multiplies the proposed step by exp(level + shape_i), adapted from evidence the 
   zero leaves the hand-written rules above (with kappa = KAPPA_C and a slight decay).
 
 The controller's weights are meta-trained by evolution strategies over whole runs whose
-lr is drawn over two decades around the default (research/gain_es.py), so that only a
-controller that corrects a wrong step does well. The per-coordinate arithmetic runs
+lr is drawn over two decades around the default (:mod:`zominimize.train.controller`), so
+that only a controller that corrects a wrong step does well. The per-coordinate arithmetic runs
 through :func:`zominimize.learned.blocks.per_coordinate`, in place at a large d.
 """
 

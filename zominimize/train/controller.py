@@ -25,6 +25,7 @@ benchmark's problems (research/experiment-log.md).
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any, Callable, NamedTuple
@@ -159,9 +160,11 @@ class ControllerStage:
         uniform = 2 * torch.rand(b, 1, generator=gen, dtype=torch.float64) - 1
         return task, torch.exp(math.log(10) * spec.lr_decades * uniform)
 
+    @functools.cached_property
     def validation_set(self) -> list[tuple[tasks.TaskBatch, torch.Tensor, int]]:
         """One batch per family and dimension of ``dims``, and one digits attack per side
-        (with ``attack_share``), each of three tasks at lr factors 0.1, 1 and 10."""
+        (with ``attack_share``), each of three tasks at lr factors 0.1, 1 and 10; drawn
+        once, from the config's validation seed."""
         spec, seed = self.spec, self.config.validation_seed
         gen = torch.Generator().manual_seed(seed)
         factor = torch.tensor(VALIDATION_FACTORS, dtype=torch.float64).reshape(-1, 1)
@@ -190,16 +193,12 @@ class ControllerStage:
                            self.settings)
         return torch.log(best.clamp_min(1e-300)) - torch.log(reference.clamp_min(1e-300))
 
-    def validate(self) -> dict:
-        """The held-out log ratios per batch and their means per lr factor."""
-        rows = {}
-        for task, factor, seed in self.validation_set():
-            rows[f"{task.family}-d{task.size[1]}"] = self.log_ratios(
-                self.theta.reshape(1, -1), task, factor, seed)[0].tolist()
-        means = [sum(r[i] for r in rows.values()) / len(rows)
-                 for i in range(len(VALIDATION_FACTORS))]
-        return {"batches": rows, "mean_by_factor": dict(zip(map(str, VALIDATION_FACTORS), means)),
-                "mean": sum(means) / len(means)}
+    def validate(self) -> dict[str, float]:
+        """The held-out log ratios' means per lr factor (keys "0.1", "1.0", "10.0")."""
+        rows = [self.log_ratios(self.theta.reshape(1, -1), task, factor, seed)[0].tolist()
+                for task, factor, seed in self.validation_set]
+        means = [sum(row[i] for row in rows) / len(rows) for i in range(len(VALIDATION_FACTORS))]
+        return dict(zip(map(str, VALIDATION_FACTORS), means))
 
     # ---------------------------------------------------------------- training
 
@@ -244,7 +243,7 @@ class ControllerStage:
             self.history.append(row)
             if row["iteration"] % spec.validate_every and row["iteration"] != spec.iterations:
                 continue
-            row["validation"] = self.validate()["mean_by_factor"]
+            row["validation"] = self.validate()
             row["seconds"] = time.perf_counter() - started
             checkpoint()
             report(f"controller iteration {row['iteration']}/{spec.iterations}: validation "

@@ -340,9 +340,6 @@ class Trainer:
 
         def checkpoint():
             self.progress["seconds"] = time.perf_counter() - started
-            self.progress["controller"] = {"iteration": self.controller.iteration,
-                                           "validation": self.controller.history[-1].get(
-                                               "validation")}
             self.save_checkpoint()
 
         self.controller.run(checkpoint, report, started)
