@@ -29,7 +29,7 @@ from ..rules import AdaMMState, adamm_moments, adamm_rms, ema
 from . import gain
 from .blocks import blocked, per_coordinate
 from .gain import GainedUpdate, GainState, with_gain
-from .nets import HIDDEN, CoordinateLSTM
+from .nets import HIDDEN, STATE_DTYPE, CoordinateLSTM
 
 #: ZO-AdaMM's decays (those of the ``zo-adamm`` method's defaults).
 BETA1, BETA2 = 0.9, 0.999
@@ -104,10 +104,16 @@ def make_nets(design: Design) -> tuple[torch.nn.Module, CoordinateLSTM]:
 # ---------------------------------------------------------------- pieces
 
 def lstm_state(shape, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero (h, c) of shape (..., HIDDEN, d) for coordinates of ``shape`` (..., d)."""
+    """Zero (h, c) of shape (..., HIDDEN, d) for coordinates of ``shape`` (..., d), in the
+    type the LSTM keeps its state in."""
     *lead, d = shape
-    zeros = torch.zeros(*lead, HIDDEN, d, device=device)
+    zeros = torch.zeros(*lead, HIDDEN, d, dtype=STATE_DTYPE, device=device)
     return zeros, zeros.clone()
+
+
+def restored_lstm_state(data: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(h, c) from a checkpoint's ``data``, in the type the LSTM keeps its state in."""
+    return tuple(_tensor(data[key], device).to(STATE_DTYPE) for key in ("h", "c"))
 
 
 def peak_rms(v: torch.Tensor, beta: float, count: int) -> torch.Tensor:
@@ -310,7 +316,7 @@ def _l2l_zo_restore(data: dict, device) -> L2LZOState:
     saved = data["moments"]
     v = _tensor(saved["v"], device)
     v_max = _tensor(saved["v_max"] if "v_max" in saved else saved["v"], device)
-    return L2LZOState(_tensor(data["h"], device), _tensor(data["c"], device),
+    return L2LZOState(*restored_lstm_state(data, device),
                       AdaMMState(int(saved["count"]), _tensor(saved["m"], device), v, v_max),
                       *(_tensor(saved[key], device)
                         for key in ("coherence", "success", "f_last", "v_fast", "blend")))
@@ -369,7 +375,7 @@ def _paper_export(state: PaperState) -> dict:
 
 
 def _paper_restore(data: dict, device) -> PaperState:
-    return PaperState(_tensor(data["h"], device), _tensor(data["c"], device))
+    return PaperState(*restored_lstm_state(data, device))
 
 
 PAPER = Design(name="l2l-zo-paper", features="raw", step_form="direct", n_inputs=2,
@@ -461,6 +467,6 @@ def query_export(state: QueryState) -> dict:
 
 def query_restore(data: dict, device) -> QueryState:
     """The QueryRNN's state from a checkpoint."""
-    return QueryState(_tensor(data["h"], device), _tensor(data["c"], device),
+    return QueryState(*restored_lstm_state(data, device),
                       int(data["moments"]["count"]), _tensor(data["moments"]["v"], device),
                       _tensor(data["scales"], device))

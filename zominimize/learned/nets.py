@@ -15,6 +15,11 @@ from torch import nn
 HIDDEN = 10
 #: The head's weights are scaled by this at initialisation, so the first outputs are small.
 HEAD_SCALE = 0.1
+#: The type that holds the state (h, c) between steps: the cell computes in float32 and
+#: rounds its new state to float16, which halves the state's memory (at d = 10^6 the two
+#: learned nets' states are the largest part of a run's memory). h lies in (-1, 1) and c
+#: changes by less than 1 a step, well inside float16's range.
+STATE_DTYPE = torch.float16
 
 
 class _LSTMWeights(nn.Module):
@@ -67,34 +72,41 @@ class CoordinateLSTM(nn.Module):
     def forward(self, inputs: torch.Tensor, state):
         """inputs (..., n, d) float32 -> (output, new (h, c) of shape (..., H, d)).
 
-        Without autograd the gates are computed in place from one matrix product (the
-        same arithmetic to float32 rounding; a test checks that both paths agree). A
-        large d runs through :func:`zominimize.learned.blocks.per_coordinate` in blocks.
+        The new state holds float16 values (:data:`STATE_DTYPE`); the output reads the
+        unrounded h. Without autograd the state is float16 and the gates are computed in
+        place from one matrix product (the same arithmetic to float32 rounding; a test
+        checks that both paths agree). Under autograd the state stays float32, holding the
+        same rounded values, and the gradient passes the rounding unchanged, so that
+        meta-training sees the values inference sees while its gradients keep float32's
+        range. A large d runs through :func:`zominimize.learned.blocks.per_coordinate` in
+        blocks.
         """
         if torch.is_grad_enabled():
-            return self._step(inputs, state)
+            out, (h, c) = self._step(inputs, state)
+            return out, (_rounded(h), _rounded(c))
         h, c = state
         weights = torch.cat([self.cell.weight_ih, self.cell.weight_hh], dim=1)  # (4H, n + H)
-        gates = torch.matmul(weights, torch.cat([inputs, h], dim=-2))
-        h_new, c_new = torch.empty_like(h), torch.empty_like(c)
-        self._step_into(gates, c, h_new, c_new)
-        return self._squeezed(torch.matmul(self.head.weight, h_new)), (h_new, c_new)
+        gates = torch.matmul(weights, torch.cat([inputs, h.float()], dim=-2))
+        h_new, c_new = self._step_into(gates, c.float())
+        out = self._squeezed(torch.matmul(self.head.weight, h_new))
+        return out, (h_new.to(STATE_DTYPE), c_new.to(STATE_DTYPE))
 
     def _squeezed(self, out: torch.Tensor) -> torch.Tensor:
         return out.squeeze(-2) if self.head.out_features == 1 else out
 
-    def _step_into(self, gates, c, h_out, c_out) -> None:
-        """The arithmetic of :meth:`_step` from the gates' pre-activations, in place into
-        h_out and c_out (no autograd)."""
+    def _step_into(self, gates, c):
+        """The arithmetic of :meth:`_step` from the gates' pre-activations, in place in
+        gates (no autograd): the new (h, c), float32."""
         k = self.hidden
         gates.narrow(-2, 0, 2 * k).sigmoid_()                # input and forget gates
         gates.narrow(-2, 3 * k, k).sigmoid_()                # output gate
         cell = _tanh_(gates.narrow(-2, 2 * k, k))            # cell candidate
-        torch.addcmul(gates.narrow(-2, k, k) * c, gates.narrow(-2, 0, k), cell, out=c_out)
-        torch.mul(gates.narrow(-2, 3 * k, k), _tanh_(c_out.clone()), out=h_out)
+        c_new = torch.addcmul(gates.narrow(-2, k, k) * c, gates.narrow(-2, 0, k), cell)
+        h_new = _tanh_(cell.copy_(c_new)).mul_(gates.narrow(-2, 3 * k, k))
+        return h_new, c_new
 
     def _step(self, inputs: torch.Tensor, state):
-        h, c = state
+        h, c = (part.float() for part in state)
         hidden = self.hidden
         gates = torch.matmul(self.cell.weight_hh, h)
         gates = gates + torch.matmul(self.cell.weight_ih, inputs)
@@ -102,6 +114,12 @@ class CoordinateLSTM(nn.Module):
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return self._squeezed(torch.matmul(self.head.weight, h)), (h, c)
+
+
+def _rounded(x: torch.Tensor) -> torch.Tensor:
+    """x with the values of x.to(STATE_DTYPE), in float32, and the gradient of the
+    identity (straight through the rounding)."""
+    return x + (x.to(STATE_DTYPE).float() - x).detach()
 
 
 def _tanh_(x: torch.Tensor) -> torch.Tensor:
