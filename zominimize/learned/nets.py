@@ -18,7 +18,8 @@ HEAD_SCALE = 0.1
 #: The type that holds the state (h, c) between steps: the cell computes in float32 and
 #: rounds its new state to float16, which halves the state's memory (at d = 10^6 the two
 #: learned nets' states are the largest part of a run's memory). h lies in (-1, 1) and c
-#: changes by less than 1 a step, well inside float16's range.
+#: changes by less than 1 a step, so it cannot overflow: beyond 2048, where float16's
+#: spacing is 2, such a change rounds away.
 STATE_DTYPE = torch.float16
 
 
