@@ -3,9 +3,9 @@
 The states stay torch tensors on the run's device; x and the estimate stay float64
 numpy arrays, the networks run in float32 and keep their (h, c) in float16.
 ``export``/``restore`` turn the states into numpy arrays for ``state_dict()`` and back
-(copies), so a checkpoint taken on a GPU resumes on a CPU. At a large d a step overwrites the state it is given instead of
-allocating a second one (:mod:`zominimize.learned.blocks`): a learned rule's state
-belongs to its run.
+(copies), so a checkpoint taken on a GPU resumes on a CPU. At a large d a step
+overwrites the state it is given instead of allocating a second one
+(:mod:`zominimize.learned.blocks`): a learned rule's state belongs to its run.
 """
 
 from __future__ import annotations
