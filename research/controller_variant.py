@@ -4,6 +4,8 @@ Loads ``pretrained/l2l-zo.toml``, changes keys of its ``[controller]`` table (``
 key=value``, values as TOML), puts the shipped UpdateRNN and QueryRNN into the trainer
 (the controller from its initial weights) and runs only the controller stage, then writes
 the weight set to ``--out``, for research/lr_sensitivity.py ``--option weights=FOLDER``.
+``--seed`` changes the seed of the stage's draws (tasks, lr factors, ES noise) alone, to
+measure how far one ES run's controller moves the results.
 Run from the repository root::
 
     python research/controller_variant.py --out research/runs/controller-far \\
@@ -29,6 +31,8 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, help="the controller stage's seed (default: the "
+                        "config's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config("pretrained/l2l-zo.toml")
@@ -36,6 +40,8 @@ def main() -> None:
     changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
     config = replace(config, controller=replace(config.controller, **changes))
     trainer = Trainer(config, Path(args.out))
+    if args.seed is not None:
+        trainer.controller.gen.manual_seed(args.seed)
     entry, tensors = weights.load()
     shipped = {k: v for k, v in tensors["update"].items() if not k.startswith("gain.")}
     trainer.update_net.rnn.load_state_dict({k[len("rnn."):]: v for k, v in shipped.items()})
