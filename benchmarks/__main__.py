@@ -173,16 +173,22 @@ def main(argv: list[str] | None = None) -> int:
                "command": " ".join(["python -m benchmarks",
                                     *(argv if argv is not None else sys.argv[1:])]),
                "suites": {}}
+    def save() -> None:
+        """Write the records so far: a run stopped part-way keeps its finished suites."""
+        results["seconds"] = time.perf_counter() - started
+        (out / "records.json").write_text(json.dumps(results))
+
     if wanted("speed"):
         results["speed"] = speed.cost() if args.goals else speed.run(quick=quick)
+        save()
     for suite in plan:
         if wanted(suite.key):
             t = time.perf_counter()
             results["suites"][suite.key] = run_suite(suite, quick, args.workers, learned)
             print(f"{suite.key}: {len(results['suites'][suite.key]['records'])} runs "
                   f"in {time.perf_counter() - t:.0f} s", flush=True)
-    results["seconds"] = time.perf_counter() - started
-    (out / "records.json").write_text(json.dumps(results))
+            save()
+    save()
     from benchmarks.report import write_report
     report = write_report(results, out)
     print(f"\n{report}\nrecords, tables and plots written to {out} "

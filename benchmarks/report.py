@@ -233,6 +233,11 @@ def speed_section(speed: dict) -> str:
     if memory:
         lines += ["", "Peak resident memory of a fresh process running the optimization, "
                       "against the bound (q + 10) d 8 bytes + 300 MB.", "", memory]
+    gpu = [f"{method} at d = {d:,}: {number(peak) / 1e6:.0f} MB"
+           for method, peaks in (speed.get("gpu_peak_bytes") or {}).items()
+           for d, peak in sorted(_by_int(peaks).items())]
+    if gpu:
+        lines += ["", "Peak GPU memory allocated by torch: " + "; ".join(gpu) + "."]
     workers = speed.get("workers")
     if workers:
         lines += ["", "workers=2 on a 20 ms objective: serial "

@@ -6,6 +6,11 @@
 * memory: peak resident memory of a fresh process running that optimization,
   against (q + 10) * d * 8 bytes + 300 MB.
 * workers: ``workers=2`` on a fun that sleeps 20 ms, against serial. Goal >= 1.8x.
+
+Every method is timed on the CPU (a learned method with ``device="cpu"``), which is what
+the goals are stated on. Where torch sees a GPU, the learned methods are also timed with
+``device="cuda"`` (at each d of the speed suite, at the one d of the cost goal), recorded
+as "<method> (cuda)", with the GPU's peak memory beside the process's.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import warnings
 import numpy as np
 
 import zominimize
+from zominimize._registry import get_method, method_options
 
 GOAL_OVERHEAD = 1.5
 GOAL_WORKERS = 1.8
@@ -55,12 +61,32 @@ def method_ran(method: str) -> str:
         return zominimize.ZOOptimizer(method, np.ones(2)).method
 
 
-def overhead_per_iteration(method: str, d: int, q: int, iterations: int) -> float:
+def device_options(method: str, device: str) -> dict:
+    """``{"device": device}`` for a method that takes a device (a learned one), else {}."""
+    return {"device": device} if "device" in method_options(get_method(method)) else {}
+
+
+def cuda_available() -> bool:
+    """Whether torch is installed and sees a CUDA device."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def takes_device(method: str) -> bool:
+    """Whether ``method`` runs networks that can be placed on a GPU."""
+    return bool(device_options(method, "cpu"))
+
+
+def overhead_per_iteration(method: str, d: int, q: int, iterations: int,
+                           device: str = "cpu") -> float:
     """Median seconds per iteration of ``method`` with a trivial fun, after a warm-up."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", zominimize.FallbackWarning)
         opt = zominimize.ZOOptimizer(method, np.ones(d), q=q, seed=0, maxiter=iterations + 1,
-                                     ftol=0.0)
+                                     ftol=0.0, **device_options(method, device))
     times = []
     for _ in range(iterations + 1):
         start = time.perf_counter()
@@ -75,13 +101,19 @@ MEMORY_SCRIPT = """
 import json, sys, warnings
 import numpy as np
 import zominimize
-from benchmarks.speed import first_coordinate, peak_rss
+from benchmarks.speed import device_options, first_coordinate, peak_rss
 warnings.simplefilter("ignore")
-method, d, q, iters = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+method, device = sys.argv[1], sys.argv[5]
+d, q, iters = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 base = peak_rss()
 zominimize.minimize(first_coordinate, np.ones(d), method=method,
-                    options={"q": q, "maxiter": iters, "seed": 0, "ftol": 0.0})
-print(json.dumps({"peak_bytes": peak_rss(), "after_import_bytes": base}))
+                    options={"q": q, "maxiter": iters, "seed": 0, "ftol": 0.0,
+                             **device_options(method, device)})
+out = {"peak_bytes": peak_rss(), "after_import_bytes": base}
+if device == "cuda":
+    import torch
+    out["gpu_peak_bytes"] = torch.cuda.max_memory_allocated()
+print(json.dumps(out))
 """
 
 
@@ -103,10 +135,11 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def peak_memory(method: str, d: int, q: int, iterations: int) -> dict:
-    """Peak RSS (bytes) of a fresh Python process that imports zominimize and runs."""
+def peak_memory(method: str, d: int, q: int, iterations: int, device: str = "cpu") -> dict:
+    """Peak RSS (bytes) of a fresh Python process that imports zominimize and runs, and
+    with ``device="cuda"`` also the GPU's peak allocated bytes (``gpu_peak_bytes``)."""
     out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, method, str(d), str(q),
-                          str(iterations)], capture_output=True, text=True, check=True)
+                          str(iterations), device], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -122,6 +155,29 @@ def workers_speedup(iterations: int) -> dict:
         nfev = res.nfev
     return {"serial_s": times[1], "workers2_s": times[2], "nfev": nfev,
             "speedup": times[1] / times[2]}
+
+
+def add_cuda_timings(records: dict, methods, d: int, q: int, iterations: int,
+                     memory: bool = True) -> None:
+    """Where torch sees a GPU, time each learned method of ``methods`` at ``d`` with
+    ``device="cuda"`` into ``records`` as "<method> (cuda)": ``overhead_s`` and, with
+    ``memory``, ``peak_bytes`` (the process's resident memory) and ``gpu_peak_bytes``
+    (torch's peak allocation)."""
+    if not cuda_available():
+        return
+    for method in filter(takes_device, methods):
+        key = f"{method} (cuda)"
+        seconds = overhead_per_iteration(method, d, q, iterations, "cuda")
+        records["overhead_s"].setdefault(key, {})[d] = seconds
+        line = f"{key} at d={d:,}, q={q}: {seconds * 1e3:.1f} ms per iteration"
+        if memory:
+            peak = peak_memory(method, d, q, 3, "cuda")
+            records["peak_bytes"].setdefault(key, {})[d] = peak["peak_bytes"]
+            records.setdefault("gpu_peak_bytes", {}).setdefault(key, {})[d] = \
+                peak["gpu_peak_bytes"]
+            line += (f", peak {peak['peak_bytes'] / 1e6:.0f} MB resident, "
+                     f"{peak['gpu_peak_bytes'] / 1e6:.0f} MB on the GPU")
+        print(line, flush=True)
 
 
 def memory_bound(d: int, q: int) -> float:
@@ -141,7 +197,7 @@ COST_ITERATIONS, COST_ROUNDS = 8, 3
 
 def cost(d: int = 10 ** 6, q: int = 20, methods=("zo-adamm", "l2l-zo")) -> dict:
     """The learned optimizer's cost goal: seconds per iteration and peak memory of
-    ``methods`` at dimension ``d``, in the layout of :func:`run`'s records (``q``, ``dims``,
+    ``methods`` at dimension ``d`` on the CPU (and on CUDA, see :func:`add_cuda_timings`), in the layout of :func:`run`'s records (``q``, ``dims``,
     ``overhead_s`` and ``peak_bytes`` by method and d, ``ran``).
 
     The methods are timed in alternating rounds (the median of the rounds' medians), so
@@ -158,6 +214,7 @@ def cost(d: int = 10 ** 6, q: int = 20, methods=("zo-adamm", "l2l-zo")) -> dict:
     for m in methods:
         print(f"{m} at d={d:,}, q={q}: {records['overhead_s'][m][d] * 1e3:.0f} ms per "
               f"iteration, peak {records['peak_bytes'][m][d] / 1e6:.0f} MB", flush=True)
+    add_cuda_timings(records, methods, d, q, COST_ITERATIONS)
     return records
 
 
@@ -184,8 +241,9 @@ def run(quick: bool = True) -> dict:
             records["overhead_s"][method][d] = overhead_per_iteration(method, d, q, iterations)
             if d in memory_dims:
                 records["peak_bytes"][method][d] = peak_memory(method, d, q, 3)["peak_bytes"]
-    records["workers"] = workers_speedup(iterations=8 if quick else 16)
+        add_cuda_timings(records, methods, d, q, iterations, memory=d in memory_dims)
     big = dims[-1]
+    records["workers"] = workers_speedup(iterations=8 if quick else 16)
     ratio = records["overhead_s"]["zo-adamm"][big] / records["floor_s"][big]
     peak = records["peak_bytes"]["zo-adamm"][big]
     records["goals"] = [

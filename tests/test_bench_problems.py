@@ -299,6 +299,25 @@ def test_plan_runs_adds_the_wrong_lr_variants_for_the_sensitivity_solvers():
     assert {v for s, v, _ in variants if s == "zo-sgd"} == {"default"}
 
 
+def test_cuda_timings_add_the_learned_methods_beside_the_cpu_ones(monkeypatch):
+    from benchmarks import report, speed
+    monkeypatch.setattr(speed, "cuda_available", lambda: True)
+    monkeypatch.setattr(speed, "overhead_per_iteration", lambda method, d, q, iterations,
+                        device="cpu": 0.5 if device == "cuda" else 1.0)
+    monkeypatch.setattr(speed, "peak_memory", lambda method, d, q, iterations, device="cpu":
+                        {"peak_bytes": 2e9, "gpu_peak_bytes": 6e8})
+    records = {"q": 20, "dims": [10 ** 6], "floor_s": {10 ** 6: 0.25},
+               "overhead_s": {"zo-adamm": {10 ** 6: 1.0}},
+               "peak_bytes": {"zo-adamm": {10 ** 6: 4e8}}}
+    speed.add_cuda_timings(records, ["zo-adamm", "l2l-zo"], 10 ** 6, 20, 3)
+    assert records["overhead_s"]["l2l-zo (cuda)"] == {10 ** 6: 0.5}
+    assert "zo-adamm (cuda)" not in records["overhead_s"]
+    assert records["gpu_peak_bytes"] == {"l2l-zo (cuda)": {10 ** 6: 6e8}}
+    text = report.speed_section(records)
+    assert "l2l-zo (cuda)" in text
+    assert "Peak GPU memory allocated by torch: l2l-zo (cuda) at d = 1,000,000: 600 MB" in text
+
+
 def test_cost_records_have_the_speed_layout_the_goals_read():
     pytest.importorskip("torch")
     from benchmarks import goals, speed

@@ -23,6 +23,10 @@ from .errors import NonFiniteValueError, ObjectiveValueError, OptimizerStateErro
 
 STATE_FORMAT_VERSION = 2
 
+#: Settings that say where a run computes, not what: a state resumes under other values
+#: (a checkpoint taken on a GPU goes on on a CPU; the saved states are device-free).
+PLACEMENT_SETTINGS = frozenset({"device"})
+
 
 def _guard_for(call: Call) -> Guard:
     """The guard of a call: a learned method's components with its fallback's (the
@@ -429,7 +433,8 @@ class ZOOptimizer:
         ------
         OptimizerStateError
             If the format, the method or the settings (options, d) differ, or a field
-            is missing or does not fit (its name is in the message).
+            is missing or does not fit (its name is in the message). The ``device`` may
+            differ: the state resumes on the device this optimizer was built for.
         """
         read = StateReader(state, STATE_FORMAT_VERSION)
         if read.raw("method") != self.method:
@@ -439,7 +444,7 @@ class ZOOptimizer:
         if not isinstance(saved, dict):
             read.fail("settings", f"expected a dict, got {type(saved).__name__}")
         differ = sorted(k for k in self._settings.keys() | saved.keys()
-                        if self._settings.get(k) != saved.get(k))
+                        if self._settings.get(k) != saved.get(k) and k not in PLACEMENT_SETTINGS)
         if differ:
             raise OptimizerStateError(
                 "state was saved with other settings: " + ", ".join(
