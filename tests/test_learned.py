@@ -15,7 +15,7 @@ import zominimize  # noqa: E402
 from zominimize import FallbackWarning, WeightsError  # noqa: E402
 from zominimize.learned import blocks, designs, gain, nets as learned_nets, weights  # noqa: E402
 from zominimize.learned.designs import L2L_ZO, L2L_ZO_GAIN, PAPER  # noqa: E402
-from zominimize.learned.rule import resolve_device  # noqa: E402
+from zominimize.learned.rule import AUTO_CUDA_MIN_DIM, resolve_device  # noqa: E402
 from zominimize.rules import AdaMMState, adamm, adamm_moments, adamm_step  # noqa: E402
 from zominimize.train import tasks  # noqa: E402
 from zominimize.train.config import (RETIRED_KEYS, StageConfig, TrainConfig,  # noqa: E402
@@ -700,7 +700,7 @@ def test_a_run_resumes_on_another_device(weights_dir, saved_on, resumed_on):
     resumed = zominimize.ZOOptimizer("l2l-zo", np.zeros(D), device=resumed_on, **options)
     resumed.load_state_dict(part.state_dict())
     assert resumed.nit == 7 and resumed.settings["device"] == resumed_on
-    if resolve_device(saved_on) == resolve_device(resumed_on):
+    if resolve_device(saved_on, D) == resolve_device(resumed_on, D):
         whole = zominimize.ZOOptimizer("l2l-zo", np.zeros(D), device=saved_on, **options)
         finish(whole, resumed)
         np.testing.assert_array_equal(whole.result().x, resumed.result().x)
@@ -709,10 +709,14 @@ def test_a_run_resumes_on_another_device(weights_dir, saved_on, resumed_on):
         assert resumed.nit == 20 and np.isfinite(resumed.result().fun)
 
 
-def test_device_selection():
+def test_device_selection(monkeypatch):
     assert resolve_device("cpu").type == "cpu"
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
+    with monkeypatch.context() as patch:  # "auto" weighs d: a GPU only pays at large d
+        patch.setattr(torch.cuda, "is_available", lambda: True)
+        assert resolve_device("auto", AUTO_CUDA_MIN_DIM - 1).type == "cpu"
+        assert resolve_device("auto", AUTO_CUDA_MIN_DIM).type == "cuda"
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="cuda"):
             resolve_device("cuda")

@@ -94,7 +94,7 @@ def resolve(method: str, x0, bounds, options: dict, *, run_options: bool) -> Cal
     x = as_start_point(x0)
     box = standardize_bounds(bounds, x.size)
     x = clip_x0(x, box)
-    spec, parts, reason = _start(requested, settings)
+    spec, parts, reason = _start(requested, {**settings, "d": x.size})
     seed = settings.pop("seed")
     return Call(requested=requested, spec=spec, fallback=reason,
                 settings=resolve_settings(spec, settings, x, box), seed=seed, run=run,

@@ -84,7 +84,8 @@ LEARNED_OPTIONS = {o.name: o for o in [
            "Weights to load: a folder (or its manifest.json) written by "
            "`python -m zominimize.train`. None: the weights shipped in zominimize/pretrained."),
     Option("device", "auto", one_of("auto", "cpu", "cuda"),
-           "Where the networks run: 'auto' is CUDA when torch sees a GPU, else the CPU. "
+           "Where the networks run: 'auto' is CUDA when torch sees a GPU and d >= 10,000 "
+           "(below that a GPU's latency per step outweighs the work), else the CPU. "
            "x and the estimate stay float64 on the CPU; the networks run in float32."),
     Option("query_ratio", 0.5, unit_interval_closed,
            "Probability that an iteration queries along the QueryRNN's distribution "
@@ -114,7 +115,8 @@ def _learned_loader(weight_set: str):
 
     def load(settings: dict):
         try:
-            return learned.load_parts(weight_set, settings["weights"], settings["device"])
+            return learned.load_parts(weight_set, settings["weights"], settings["device"],
+                                      settings["d"])
         except (ImportError, WeightsError) as exc:
             if learned.fallback_allowed(settings):
                 raise MethodUnavailable(str(exc)) from None

@@ -37,13 +37,13 @@ class LearnedParts(NamedTuple):
     design: Any
 
 
-#: Networks built so far: (file, sha256, design name, device option) -> LearnedParts.
+#: Networks built so far: (file, sha256, design name, torch device) -> LearnedParts.
 _PARTS: dict[tuple, LearnedParts] = {}
 _CACHED_PARTS = 8
 
 
 def load_parts(weight_set: str, location: str | os.PathLike | None,
-               device: str) -> LearnedParts:
+               device: str, d: int | None = None) -> LearnedParts:
     """Load and check a weight set and build its networks, for one run.
 
     The weights are read and checked on every call (see :func:`weights.load`); the
@@ -59,6 +59,8 @@ def load_parts(weight_set: str, location: str | os.PathLike | None,
         A weights folder or manifest; None for the shipped weights.
     device : str
         The ``device`` option: "auto", "cpu" or "cuda".
+    d : int, optional
+        The problem's dimension, which "auto" weighs (:func:`rule.resolve_device`).
 
     Returns
     -------
@@ -77,10 +79,10 @@ def load_parts(weight_set: str, location: str | os.PathLike | None,
         raise ImportError(TORCH_MISSING)
     entry, tensors = weights.load(None if location is None else os.fspath(location), weight_set)
     design = weights.design_of(entry)
-    key = (entry["path"], entry["sha256"], design.name, device)
+    from .rule import resolve_device
+    torch_device = resolve_device(device, d)
+    key = (entry["path"], entry["sha256"], design.name, str(torch_device))
     if key not in _PARTS:
-        from .rule import resolve_device
-        torch_device = resolve_device(device)
         update, query = weights.build_nets(entry, tensors, torch_device)
         if len(_PARTS) >= _CACHED_PARTS:
             _PARTS.pop(next(iter(_PARTS)))

@@ -19,13 +19,22 @@ from .designs import Design, QueryState, query_export, query_init, query_restore
 from .nets import CoordinateLSTM
 
 
-def resolve_device(device: str) -> torch.device:
+#: The smallest d at which "auto" runs the networks on a GPU: below it, the GPU's fixed
+#: latency per step (tens of small kernels and two copies) costs more than the networks'
+#: work on the CPU.
+AUTO_CUDA_MIN_DIM = 10_000
+
+
+def resolve_device(device: str, d: int | None = None) -> torch.device:
     """The torch device for the ``device`` option.
 
     Parameters
     ----------
     device : str
-        "auto" (CUDA when torch sees a GPU, else the CPU), "cpu" or "cuda".
+        "auto" (CUDA when torch sees a GPU and d is at least :data:`AUTO_CUDA_MIN_DIM`,
+        else the CPU), "cpu" or "cuda".
+    d : int, optional
+        The problem's dimension; None counts as large.
 
     Raises
     ------
@@ -33,7 +42,8 @@ def resolve_device(device: str) -> torch.device:
         For "cuda" when torch sees no CUDA device.
     """
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        large = d is None or d >= AUTO_CUDA_MIN_DIM
+        return torch.device("cuda" if large and torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' but torch sees no CUDA device")
     return torch.device(device)
