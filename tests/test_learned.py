@@ -838,9 +838,12 @@ def test_the_shipped_configs_are_what_trained_the_shipped_weights(path):
     ('step_form = "adam-blend-slow-gain"\n[controller]\npairs = 0\n',
      "controller.pairs must be a positive integer, got 0"),
     ("[controller]\nrounds = 3\n", "unexpected keyword argument 'rounds'"),
+    ('step_form = "adam-blend-slow-gain"\n[controller]\niterations = 4\naverage_last = 5\n',
+     "controller.average_last must be an integer from 0 to iterations \\(4\\), got 5"),
 ], ids=["meta_gradient", "max_lead", "safe_margin", "task_sampling", "adaptive_sharpness",
         "vs-adam", "safe", "design", "meta_loss", "behind_penalty", "unknown",
-        "controller-without-gain", "controller-pairs", "controller-unknown"])
+        "controller-without-gain", "controller-pairs", "controller-unknown",
+        "controller-average"])
 def test_config_errors_name_the_key(tmp_path, text, message):
     path = tmp_path / "config.toml"
     path.write_text(text)

@@ -103,6 +103,29 @@ def test_the_trained_controller_ships_in_the_weight_set(tmp_path):
     assert res.fallback is None and res.fun < 12.0
 
 
+def test_the_stage_ships_theta_averaged_over_its_last_iterations(tmp_path):
+    torch.set_num_threads(1)
+    trainer = Trainer(tiny_config(average_last=3), tmp_path)
+    thetas = []
+    step = trainer.controller.step
+
+    def recording_step():
+        row = step()
+        thetas.append(trainer.controller.theta.clone())
+        return row
+
+    trainer.controller.step = recording_step
+    trainer.run(report=lambda line: None)
+    mean = torch.stack(thetas[-3:]).mean(0)
+    torch.testing.assert_close(trainer.controller.result(), mean)
+    assert torch.equal(trainer.controller.theta, thetas[-1])  # Adam's iterate goes on as it was
+    torch.testing.assert_close(_theta(trainer.update_net.gain), mean)
+    validated = [row["iteration"] for row in trainer.controller.history if "validation" in row]
+    assert validated == [2, 4, "mean of the last 3"]
+    trainer.run(report=lambda line: None)  # a finished stage resumed adds nothing
+    assert len(trainer.controller.history) == 5
+
+
 def test_digits_attack_tasks_are_batched_nonnegative_and_start_unsolved():
     pytest.importorskip("sklearn")
     net, right = attacks.classifier(8)

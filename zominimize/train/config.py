@@ -63,7 +63,9 @@ class ControllerConfig:
     iterations (0: no stage), antithetic pairs, noise scale and Adam step of theta, run
     length, tasks per batch and batches per iteration, the share of digits attacks and
     their image sides, the lr spread (10^U(-lr_decades, lr_decades) times the default),
-    the dimensions of the family tasks, how often to validate, and their augmentation."""
+    the dimensions of the family tasks, how often to validate, their augmentation, and
+    over how many last iterations theta is averaged into the stage's result (0: the last
+    theta)."""
 
     iterations: int = 0
     pairs: int = 8
@@ -81,9 +83,14 @@ class ControllerConfig:
     coordinate_scale_range: tuple = (-0.5, 0.5)
     box_fraction: float = 0.2
     minority_fraction: float = 0.2
+    average_last: int = 0
 
     def __post_init__(self):
         where = "controller"
+        if not (self.average_last == 0 or _is_positive_integer(self.average_last)) \
+                or self.average_last > self.iterations:
+            raise ValueError(f"{where}.average_last must be an integer from 0 to iterations "
+                             f"({self.iterations}), got {self.average_last!r}")
         if not (self.iterations == 0 or _is_positive_integer(self.iterations)):
             raise ValueError(f"{where}.iterations must be a non-negative integer, "
                              f"got {self.iterations!r}")

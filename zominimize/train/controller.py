@@ -18,9 +18,11 @@ pays only over a whole run. This stage trains it by antithetic evolution strateg
   centred ranks (fitness shaping).
 
 Every ``validate_every`` iterations the controller is scored on held-out tasks at lr
-factors 0.1, 1 and 10 (reported and recorded). The stage keeps its last theta: the
-held-out score, a few dozen runs, did not pick the controller that did best on the
-benchmark's problems (research/experiment-log.md).
+factors 0.1, 1 and 10 (reported and recorded). The held-out score, a few dozen runs, did
+not pick the controller that did best on the benchmark's problems
+(research/experiment-log.md), so the stage does not select by it: its result is the last
+theta, or with ``average_last`` the mean of theta over the last iterations (Polyak
+averaging), which damps the noise of the last few ES steps.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ class ControllerStage:
                                        mu_relative=config.mu_relative)
         self.theta = torch.nn.utils.parameters_to_vector(update_net.gain.parameters()).detach()
         self.moments = (torch.zeros_like(self.theta), torch.zeros_like(self.theta))
+        self.theta_sum = torch.zeros_like(self.theta)  # over the last average_last iterations
         self.gen = torch.Generator().manual_seed(config.seed)
         self.iteration, self.history = 0, []
 
@@ -123,17 +126,26 @@ class ControllerStage:
 
     def state_dict(self) -> dict:
         return {"theta": self.theta, "moments": self.moments, "gen": self.gen.get_state(),
-                "iteration": self.iteration, "history": self.history}
+                "iteration": self.iteration, "history": self.history,
+                "theta_sum": self.theta_sum}
 
     def load_state_dict(self, saved: dict) -> None:
         self.theta, self.moments = saved["theta"], tuple(saved["moments"])
+        self.theta_sum = saved.get("theta_sum", torch.zeros_like(self.theta))
         self.gen.set_state(saved["gen"])
         self.iteration, self.history = saved["iteration"], saved["history"]
         self._store()
 
+    def result(self) -> torch.Tensor:
+        """The stage's controller: the mean of theta over the last ``average_last``
+        iterations once they have run, else the current theta."""
+        if self.spec.average_last and self.iteration == self.spec.iterations:
+            return self.theta_sum / self.spec.average_last
+        return self.theta
+
     def _store(self) -> None:
         with torch.no_grad():
-            torch.nn.utils.vector_to_parameters(self.theta, self.update_net.gain.parameters())
+            torch.nn.utils.vector_to_parameters(self.result(), self.update_net.gain.parameters())
 
     # ---------------------------------------------------------------- tasks
 
@@ -193,9 +205,11 @@ class ControllerStage:
                            self.settings)
         return torch.log(best.clamp_min(1e-300)) - torch.log(reference.clamp_min(1e-300))
 
-    def validate(self) -> dict[str, float]:
-        """The held-out log ratios' means per lr factor (keys "0.1", "1.0", "10.0")."""
-        rows = [self.log_ratios(self.theta.reshape(1, -1), task, factor, seed)[0].tolist()
+    def validate(self, theta: torch.Tensor | None = None) -> dict[str, float]:
+        """The held-out log ratios' means per lr factor (keys "0.1", "1.0", "10.0") of
+        ``theta`` (default: the current one)."""
+        theta = self.theta if theta is None else theta
+        rows = [self.log_ratios(theta.reshape(1, -1), task, factor, seed)[0].tolist()
                 for task, factor, seed in self.validation_set]
         means = [sum(row[i] for row in rows) / len(rows) for i in range(len(VALIDATION_FACTORS))]
         return dict(zip(map(str, VALIDATION_FACTORS), means))
@@ -228,6 +242,8 @@ class ControllerStage:
         self.theta = self.theta - spec.lr * (m / (1 - BETAS[0] ** k)) / (
             (v / (1 - BETAS[1] ** k)).sqrt() + 1e-8)
         self.moments, self.iteration = (m, v), k
+        if k > spec.iterations - spec.average_last:
+            self.theta_sum = self.theta_sum + self.theta
         self._store()
         return {"iteration": k, "tasks": [f"{t.family}-d{t.size[1]}" for t, _ in batches],
                 "centre": float(scores[-1]), "mean": float(scores[:-1].mean()),
@@ -249,3 +265,11 @@ class ControllerStage:
             report(f"controller iteration {row['iteration']}/{spec.iterations}: validation "
                    f"log ratio to zo-adamm by lr factor {row['validation']} "
                    f"({row['seconds']:.0f} s)")
+        averaged = f"mean of the last {spec.average_last}"
+        if spec.average_last and not any(row["iteration"] == averaged for row in self.history):
+            row = {"iteration": averaged, "validation": self.validate(self.result()),
+                   "seconds": time.perf_counter() - started}
+            self.history.append(row)
+            checkpoint()
+            report(f"controller, {averaged} iterations' theta: validation log ratio to "
+                   f"zo-adamm by lr factor {row['validation']} ({row['seconds']:.0f} s)")
