@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                "command": " ".join(["python -m benchmarks",
                                     *(argv if argv is not None else sys.argv[1:])]),
                "suites": {}}
+
     def save() -> None:
         """Write the records so far: a run stopped part-way keeps its finished suites."""
         results["seconds"] = time.perf_counter() - started

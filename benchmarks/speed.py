@@ -197,8 +197,9 @@ COST_ITERATIONS, COST_ROUNDS = 8, 3
 
 def cost(d: int = 10 ** 6, q: int = 20, methods=("zo-adamm", "l2l-zo")) -> dict:
     """The learned optimizer's cost goal: seconds per iteration and peak memory of
-    ``methods`` at dimension ``d`` on the CPU (and on CUDA, see :func:`add_cuda_timings`), in the layout of :func:`run`'s records (``q``, ``dims``,
-    ``overhead_s`` and ``peak_bytes`` by method and d, ``ran``).
+    ``methods`` at dimension ``d`` on the CPU (and on CUDA, see :func:`add_cuda_timings`),
+    in the layout of :func:`run`'s records (``q``, ``dims``, ``overhead_s`` and
+    ``peak_bytes`` by method and d, ``ran``).
 
     The methods are timed in alternating rounds (the median of the rounds' medians), so
     that a change in the machine's speed during the measurement touches both alike.

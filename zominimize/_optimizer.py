@@ -443,8 +443,8 @@ class ZOOptimizer:
         saved = read.raw("settings")
         if not isinstance(saved, dict):
             read.fail("settings", f"expected a dict, got {type(saved).__name__}")
-        differ = sorted(k for k in self._settings.keys() | saved.keys()
-                        if self._settings.get(k) != saved.get(k) and k not in PLACEMENT_SETTINGS)
+        differ = sorted(k for k in (self._settings.keys() | saved.keys()) - PLACEMENT_SETTINGS
+                        if self._settings.get(k) != saved.get(k))
         if differ:
             raise OptimizerStateError(
                 "state was saved with other settings: " + ", ".join(

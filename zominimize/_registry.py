@@ -43,8 +43,8 @@ class MethodSpec:
     load : callable or None
         ``load(settings) -> parts``: what the method needs before it can start (the
         learned networks), loaded once per call; ``settings`` are the parsed options and
-        ``d``. It raises MethodUnavailable when the
-        method cannot start and falling back is allowed, or the error itself otherwise.
+        ``d``. It raises MethodUnavailable when the method cannot start and falling back
+        is allowed, or the error itself otherwise.
     make_sampler : callable or None
         ``make_sampler(settings, parts) -> Sampler`` for a method that chooses its query
         distribution; None for the standard one.

@@ -87,13 +87,13 @@ class ControllerConfig:
 
     def __post_init__(self):
         where = "controller"
+        if not (self.iterations == 0 or _is_positive_integer(self.iterations)):
+            raise ValueError(f"{where}.iterations must be a non-negative integer, "
+                             f"got {self.iterations!r}")
         if not (self.average_last == 0 or _is_positive_integer(self.average_last)) \
                 or self.average_last > self.iterations:
             raise ValueError(f"{where}.average_last must be an integer from 0 to iterations "
                              f"({self.iterations}), got {self.average_last!r}")
-        if not (self.iterations == 0 or _is_positive_integer(self.iterations)):
-            raise ValueError(f"{where}.iterations must be a non-negative integer, "
-                             f"got {self.iterations!r}")
         for key in ("pairs", "steps", "batch", "batches", "validate_every"):
             if not _is_positive_integer(getattr(self, key)):
                 raise ValueError(f"{where}.{key} must be a positive integer, "
