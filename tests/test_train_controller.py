@@ -124,6 +124,10 @@ def test_the_stage_ships_theta_averaged_over_its_last_iterations(tmp_path):
     assert validated == [2, 4, "mean of the last 3"]
     trainer.run(report=lambda line: None)  # a finished stage resumed adds nothing
     assert len(trainer.controller.history) == 5
+    trainer.write_weights("test")
+    entry, tensors = weights.load(str(tmp_path), "tiny")
+    assert list(entry["training"]["controller"]["validation"]) == ["2", "4",
+                                                                    "mean of the last 3"]
 
 
 def test_digits_attack_tasks_are_batched_nonnegative_and_start_unsolved():

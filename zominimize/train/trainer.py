@@ -386,7 +386,7 @@ class Trainer:
         if self.controller is not None and self.controller.history:
             training["controller"] = {
                 "iterations": self.controller.iteration,
-                "validation": {row["iteration"]: row["validation"]
+                "validation": {str(row["iteration"]): row["validation"]
                                for row in self.controller.history if "validation" in row}}
         return weights.save(self.out, self.config.name, (self.update_net, self.query_net),
                             self.config.design, training)
