@@ -4,6 +4,7 @@ ZO-AdaMM, guard, device, meta-training."""
 import copy
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,8 @@ from zominimize.learned.designs import L2L_ZO, L2L_ZO_GAIN, PAPER  # noqa: E402
 from zominimize.learned.rule import AUTO_CUDA_MIN_DIM, resolve_device  # noqa: E402
 from zominimize.rules import AdaMMState, adamm, adamm_moments, adamm_step  # noqa: E402
 from zominimize.train import tasks  # noqa: E402
-from zominimize.train.config import (RETIRED_KEYS, StageConfig, TrainConfig,  # noqa: E402
-                                     load_config)
+from zominimize.train.config import (RETIRED_KEYS, ControllerConfig, StageConfig,  # noqa: E402
+                                     TrainConfig, load_config)
 from zominimize.train.trainer import Trainer, validate, validation_set  # noqa: E402
 from zominimize.train.unroll import (ZO_ADAMM, Stepper, UnrollSettings,  # noqa: E402
                                      initial_state, step_sizes, unroll_step)
@@ -816,6 +817,12 @@ def test_the_shipped_configs_are_what_trained_the_shipped_weights(path):
     assert weights.design_of(entry) is config.design
     recorded = entry["training"]["config"]
     now = json.loads(json.dumps(config.as_dict()))
+    # a controller key added since the training reads as its default, which must change nothing
+    defaults = json.loads(json.dumps(asdict(ControllerConfig())))
+    added = {k: v for k, v in (now.get("controller") or {}).items()
+             if k not in (recorded.get("controller") or {})}
+    assert added == {k: defaults[k] for k in added}
+    now["controller"] = {k: v for k, v in (now.get("controller") or {}).items() if k not in added}
     assert {k: v for k, v in recorded.items() if k not in RETIRED_KEYS} == \
         {k: now[k] for k in recorded if k not in RETIRED_KEYS}
     assert f"--config pretrained/{path.name} " in entry["training"]["command"]
