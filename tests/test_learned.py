@@ -4,7 +4,6 @@ ZO-AdaMM, guard, device, meta-training."""
 import copy
 import json
 import math
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,8 @@ from zominimize.learned.designs import L2L_ZO, L2L_ZO_GAIN, PAPER  # noqa: E402
 from zominimize.learned.rule import AUTO_CUDA_MIN_DIM, resolve_device  # noqa: E402
 from zominimize.rules import AdaMMState, adamm, adamm_moments, adamm_step  # noqa: E402
 from zominimize.train import tasks  # noqa: E402
-from zominimize.train.config import (RETIRED_KEYS, ControllerConfig, StageConfig,  # noqa: E402
-                                     TrainConfig, load_config)
+from zominimize.train.config import (RETIRED_KEYS, StageConfig, TrainConfig,  # noqa: E402
+                                     load_config, with_defaults)
 from zominimize.train.trainer import Trainer, validate, validation_set  # noqa: E402
 from zominimize.train.unroll import (ZO_ADAMM, Stepper, UnrollSettings,  # noqa: E402
                                      initial_state, step_sizes, unroll_step)
@@ -808,6 +807,15 @@ def test_training_resumes_to_the_same_weights(tmp_path):
 CONFIGS = sorted(PRETRAINED.glob("*.toml"))
 
 
+def test_a_recorded_config_reads_keys_added_since_as_their_defaults():
+    now = TrainConfig().as_dict()
+    recorded = copy.deepcopy(now)
+    del recorded["seed"], recorded["controller"]["average_last"]
+    assert with_defaults(recorded) == now
+    recorded["controller"]["pairs"] = 3
+    assert with_defaults(recorded)["controller"] == {**now["controller"], "pairs": 3}
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_the_shipped_configs_are_what_trained_the_shipped_weights(path):
     """Each shipped config loads, names its weight set's design, and holds the values the
@@ -815,16 +823,13 @@ def test_the_shipped_configs_are_what_trained_the_shipped_weights(path):
     config = load_config(path)
     entry = json.loads((PRETRAINED / "manifest.json").read_text())["weights"][config.name]
     assert weights.design_of(entry) is config.design
-    recorded = entry["training"]["config"]
+    # keys added to the tables since the training read as their defaults: they must
+    # change nothing
+    original = entry["training"]["config"]
+    recorded = json.loads(json.dumps(with_defaults(original)))
     now = json.loads(json.dumps(config.as_dict()))
-    # a controller key added since the training reads as its default, which must change nothing
-    defaults = json.loads(json.dumps(asdict(ControllerConfig())))
-    added = {k: v for k, v in (now.get("controller") or {}).items()
-             if k not in (recorded.get("controller") or {})}
-    assert added == {k: defaults[k] for k in added}
-    now["controller"] = {k: v for k, v in (now.get("controller") or {}).items() if k not in added}
-    assert {k: v for k, v in recorded.items() if k not in RETIRED_KEYS} == \
-        {k: now[k] for k in recorded if k not in RETIRED_KEYS}
+    assert {k: recorded[k] for k in original if k not in RETIRED_KEYS} == \
+        {k: now[k] for k in original if k not in RETIRED_KEYS}
     assert f"--config pretrained/{path.name} " in entry["training"]["command"]
     assert entry["training"]["command"] in path.read_text()  # the command in its header
 

@@ -238,6 +238,21 @@ class TrainConfig:
         return asdict(self)
 
 
+#: The tables of a config (sub-configs), whose keys are filled one by one.
+TABLES = ("stage1", "stage2", "controller")
+
+
+def with_defaults(recorded: dict) -> dict:
+    """A config recorded as plain data (:meth:`TrainConfig.as_dict`) with the keys added
+    since, in the tables as well as at the top level, read as their defaults."""
+    defaults = TrainConfig().as_dict()
+    filled = {**defaults, **recorded}
+    for table in TABLES:
+        if isinstance(recorded.get(table), dict):
+            filled[table] = {**defaults[table], **recorded[table]}
+    return filled
+
+
 def load_config(path: str | Path) -> TrainConfig:
     """Read a TOML config: keys not given take the defaults of :class:`TrainConfig`.
 

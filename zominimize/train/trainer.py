@@ -45,7 +45,7 @@ import torch
 from ..learned import weights
 from ..learned.designs import make_nets
 from . import tasks
-from .config import TrainConfig
+from .config import TrainConfig, with_defaults
 from .controller import ControllerStage
 from .unroll import (ZO_ADAMM, UnrollSettings, detach, estimate, initial_state, project,
                      step_sizes, unroll_step)
@@ -279,9 +279,7 @@ class Trainer:
         if not self.checkpoint.is_file():
             return False
         saved = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
-        # keys added since the checkpoint was written read as their defaults
-        recorded = {**TrainConfig().as_dict(), **saved["config"]}
-        if recorded != self.config.as_dict():
+        if with_defaults(saved["config"]) != self.config.as_dict():
             raise ValueError(f"{self.checkpoint} was written with another config")
         self.progress = saved["progress"]
         self.update_net.load_state_dict(saved["update"])
