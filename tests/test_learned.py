@@ -4,6 +4,7 @@ ZO-AdaMM, guard, device, meta-training."""
 import copy
 import json
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -274,6 +275,55 @@ def test_blocked_in_place_steps_equal_the_differentiable_ones(design):
                 torch.testing.assert_close(got.float(), want.detach(), rtol=1e-3, atol=1e-5)
             else:
                 torch.testing.assert_close(got, want.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_blocks_on_a_cpu_run_on_one_torch_thread_and_restore_the_count():
+    """The blocked CPU path runs its blocks on one torch thread (their operations are too
+    small for intra-op threads to pay) and leaves torch's thread count as it found it."""
+    before = torch.get_num_threads()
+    seen = []
+
+    def double(x):
+        seen.append(torch.get_num_threads())
+        return (x * 2,)
+
+    x = torch.ones(3 * blocks.BLOCK)
+    try:
+        torch.set_num_threads(2)
+        with torch.no_grad():
+            out, = blocks.per_coordinate(double, (x,), into=(None,))
+        assert seen == [1, 1, 1] and torch.get_num_threads() == 2
+        assert torch.equal(out, x * 2)
+        with pytest.raises(ZeroDivisionError), blocks.one_torch_thread():
+            1 / 0
+        assert torch.get_num_threads() == 2  # restored after an error too
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_blocks_in_another_thread_leave_torchs_thread_count_alone():
+    """Only the main thread changes torch's (global) thread count: blocks stepped in
+    another thread run with the count as it is, and a fresh thread still sees it."""
+    before = torch.get_num_threads()
+    seen = []
+
+    def double(x):
+        seen.append(torch.get_num_threads())
+        return (x * 2,)
+
+    def step():
+        with torch.no_grad():
+            blocks.per_coordinate(double, (torch.ones(3 * blocks.BLOCK),), into=(None,))
+        seen.append(("after", torch.get_num_threads()))
+
+    try:
+        torch.set_num_threads(2)
+        worker = threading.Thread(target=step, daemon=True)
+        worker.start()
+        worker.join(60)
+        assert seen == [2, 2, 2, ("after", 2)] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_restored_state_does_not_share_the_checkpoints_memory():

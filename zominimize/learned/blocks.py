@@ -9,11 +9,18 @@ GPU) and writes each block's results into the state's own tensors, so the tempor
 a block's and no second copy of the state is made. With autograd (meta-training) or at
 small d it calls the function once on the whole arrays and returns new tensors, so that
 training differentiates the very arithmetic that inference runs.
+
+On a CPU, in the main thread, the blocks run on one torch thread
+(:func:`one_torch_thread`): a block's operations are too small for torch's intra-op
+threads to pay for their synchronisation, which on a shared machine can make a step half
+as slow again.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import threading
+from contextlib import contextmanager, nullcontext
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -64,14 +71,36 @@ def per_coordinate(fn: Callable[..., tuple], arrays: Sequence[torch.Tensor],
         return fn(*arrays)
     size = block_size(device)
     outputs: list[torch.Tensor] | None = None
-    for start in range(0, d, size):
-        block = slice(start, start + size)
-        results = fn(*(a if a.shape[-1] == 1 else a[..., block] for a in arrays))
-        if outputs is None:
-            outputs = [_target(target, result, d) for target, result in zip(into, results)]
-        for out, result in zip(outputs, results):
-            out[..., block] = result
+    with one_torch_thread() if device.type == "cpu" else nullcontext():
+        for start in range(0, d, size):
+            block = slice(start, start + size)
+            results = fn(*(a if a.shape[-1] == 1 else a[..., block] for a in arrays))
+            if outputs is None:
+                outputs = [_target(target, result, d) for target, result in zip(into, results)]
+            for out, result in zip(outputs, results):
+                out[..., block] = result
     return tuple(outputs)
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """In the main thread, run the body with torch's intra-op threads set to 1, then
+    restore the count; in other threads, leave it alone.
+
+    The count is global state of torch: a default for threads that have not used torch
+    yet, and each thread's own once it has. Set from the main thread only, it cannot be
+    left at 1 by two runs stepping in threads at once; a thread that first uses torch
+    during such a section starts with 1 thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _target(target: torch.Tensor | None, result: torch.Tensor, d: int) -> torch.Tensor:
