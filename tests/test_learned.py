@@ -277,10 +277,9 @@ def test_blocked_in_place_steps_equal_the_differentiable_ones(design):
                 torch.testing.assert_close(got, want.detach(), rtol=1e-4, atol=1e-5)
 
 
-def test_blocks_on_a_cpu_run_on_one_torch_thread_and_restore_the_count():
-    """The blocked CPU path runs its blocks on one torch thread (their operations are too
-    small for intra-op threads to pay) and leaves torch's thread count as it found it."""
-    before = torch.get_num_threads()
+def _threads_per_block() -> list:
+    """The torch thread count each block of a three-block step ran with (the step's
+    result checked on the way)."""
     seen = []
 
     def double(x):
@@ -288,12 +287,19 @@ def test_blocks_on_a_cpu_run_on_one_torch_thread_and_restore_the_count():
         return (x * 2,)
 
     x = torch.ones(3 * blocks.BLOCK)
+    with torch.no_grad():
+        out, = blocks.per_coordinate(double, (x,), into=(None,))
+    assert torch.equal(out, x * 2)
+    return seen
+
+
+def test_blocks_on_a_cpu_run_on_one_torch_thread_and_restore_the_count():
+    """The blocked CPU path runs its blocks on one torch thread (their operations are too
+    small for intra-op threads to pay) and leaves torch's thread count as it found it."""
+    before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        with torch.no_grad():
-            out, = blocks.per_coordinate(double, (x,), into=(None,))
-        assert seen == [1, 1, 1] and torch.get_num_threads() == 2
-        assert torch.equal(out, x * 2)
+        assert _threads_per_block() == [1, 1, 1] and torch.get_num_threads() == 2
         with pytest.raises(ZeroDivisionError), blocks.one_torch_thread():
             1 / 0
         assert torch.get_num_threads() == 2  # restored after an error too
@@ -307,13 +313,8 @@ def test_blocks_in_another_thread_leave_torchs_thread_count_alone():
     before = torch.get_num_threads()
     seen = []
 
-    def double(x):
-        seen.append(torch.get_num_threads())
-        return (x * 2,)
-
     def step():
-        with torch.no_grad():
-            blocks.per_coordinate(double, (torch.ones(3 * blocks.BLOCK),), into=(None,))
+        seen.extend(_threads_per_block())
         seen.append(("after", torch.get_num_threads()))
 
     try:
