@@ -95,8 +95,6 @@ AUGMENTATION = tasks.Augmentation(x_scale_range=(-1.0, 1.0), coordinate_scale_ra
                                   box_fraction=0.2, minority_fraction=0.2)
 
 
-#: The families this experiment drew from (those of zominimize.train.tasks at the time).
-FAMILIES = ("nclsq", "quadratic", "logistic", "rosenbrock", "softl1", "l1reg")
 ATTACK_SIDES = (16, 28)
 DIMS = (100, 300)
 
@@ -107,7 +105,7 @@ def draw_task(gen: torch.Generator, b: int, attack_share: float) -> tasks.TaskBa
     if float(torch.rand((), generator=gen, dtype=torch.float64)) < attack_share:
         side = ATTACK_SIDES[int(torch.randint(len(ATTACK_SIDES), (), generator=gen))]
         return digits_attack.sample(gen, b, side)
-    family = FAMILIES[int(torch.randint(len(FAMILIES), (), generator=gen))]
+    family = tasks.FAMILIES[int(torch.randint(len(tasks.FAMILIES), (), generator=gen))]
     d = DIMS[int(torch.randint(len(DIMS), (), generator=gen))]
     return tasks.sample(gen, family, b, d, augmentation=AUGMENTATION)
 
@@ -147,7 +145,7 @@ def validation_tasks(seed: int = 20000, b: int = 4):
     per side."""
     gen = torch.Generator().manual_seed(seed)
     out = [tasks.sample(gen, family, b, 100, augmentation=AUGMENTATION)
-           for family in FAMILIES]
+           for family in tasks.FAMILIES]
     out += [digits_attack.sample(gen, b, side) for side in ATTACK_SIDES for _ in range(2)]
     return out
 

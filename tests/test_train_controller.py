@@ -1,8 +1,6 @@
 """The controller stage of a gained design: ES over whole runs, around frozen nets, on
 synthetic tasks and digits attacks."""
 
-import re
-
 import numpy as np
 import pytest
 
@@ -130,22 +128,6 @@ def test_the_stage_ships_theta_averaged_over_its_last_iterations(tmp_path):
     entry, tensors = weights.load(str(tmp_path), "tiny")
     assert list(entry["training"]["controller"]["validation"]) == ["2", "4",
                                                                     "mean of the last 3"]
-
-
-def test_the_stage_draws_from_its_own_families_when_it_names_them(tmp_path):
-    run_families = Trainer(tiny_config(attack_share=0.0), tmp_path / "a").controller
-    own = Trainer(tiny_config(attack_share=0.0, families=("ripples",)), tmp_path / "b").controller
-    assert run_families.families == ["quadratic", "nclsq"] and own.families == ["ripples"]
-    gen = torch.Generator().manual_seed(0)
-    assert {own.draw_batch(gen)[0].family for _ in range(5)} == {"ripples"}
-    assert {task.family for task, _, _ in own.validation_set} == {"ripples"}
-
-
-@pytest.mark.parametrize("families", [("ripples", "bbob"), ("nclsq", "nclsq")])
-def test_the_stage_refuses_families_it_does_not_know_or_repeats(families):
-    message = f"controller.families must list distinct task families of .*, got {list(families)}"
-    with pytest.raises(ValueError, match=re.escape(message).replace(r"\.\*", ".*")):
-        ControllerConfig(families=families)
 
 
 def test_digits_attack_tasks_are_batched_nonnegative_and_start_unsolved():

@@ -45,8 +45,7 @@ def hand_quadratic(b=3, d=5, seed=0):
 
 #: A tiny default-config episode (both stages, "vs-best"), recorded before the task
 #: augmentation was added, and again when the LSTMs' state became float16 (the figures
-#: moved at the seventh digit); over the families of that time (ripples came later).
-RECORDED_FAMILIES = ("nclsq", "quadratic", "logistic", "rosenbrock", "softl1", "l1reg")
+#: moved at the seventh digit).
 RECORDED = [
     [("logistic", 6), ("logistic", 6), ("logistic", 9)],
     [(0.7394447118653537, -0.5972018408247126, 0.6913810620365771),
@@ -64,8 +63,7 @@ def test_a_default_config_episode_gives_the_recorded_losses():
     rounding (an AMD EPYC differs by up to 3e-10 relative in stage 2, whose meta-gradient
     runs through the queries), while a changed task or draw moves them at the first digits."""
     config = TrainConfig(name="tiny", steps=20, truncation=10, batch=2, dims=(6, 9),
-                         meta_loss="vs-best", behind_penalty=3.0, max_samples=12,
-                         families={family: 1.0 for family in RECORDED_FAMILIES})
+                         meta_loss="vs-best", behind_penalty=3.0, max_samples=12)
     assert not config.augmentation.active
     torch.manual_seed(0)
     update_net, query_net = make_nets(config.design)
@@ -92,25 +90,6 @@ def test_the_default_augmentation_draws_nothing_and_changes_no_task():
         x = torch.randn(3, 2, 6, dtype=torch.float64)
         assert torch.equal(plain.fun(x), same.fun(x)) and torch.equal(plain.x0, same.x0)
         assert same.box is None and same.noise is None and same.stretch is None
-
-
-def test_ripples_has_its_global_minimum_at_the_centre_among_local_ones(monkeypatch):
-    monkeypatch.setattr(tasks, "RIPPLE_DEPTH", (0.0, 0.0))  # ripples as deep as the bowl
-    b, d = 2, 12
-    task = tasks.ripples(torch.Generator().manual_seed(3), b, d)
-    replay = torch.Generator().manual_seed(3)  # the family's draws, in its order
-    torch.randn(b, 2 * d, d, generator=replay, dtype=torch.float64)  # the directions
-    center = torch.randn(b, d, generator=replay, dtype=torch.float64)
-    assert task.samples == 2 * d and torch.equal(task.x0, torch.zeros(b, d, dtype=torch.float64))
-    assert float(task.fun(center).abs().max()) < 1e-12
-    away = center + 0.01 * torch.randn(50, b, d, dtype=torch.float64)
-    assert bool((task.fun(away) > 0).all())
-    # along the line from the start to the centre, f has local minima above 0 on the way
-    t = torch.linspace(0, 1, 2001, dtype=torch.float64).reshape(-1, 1, 1)
-    line = task.fun(task.x0 + t * (center - task.x0))  # (2001, B)
-    inner = (line[1:-1] < line[:-2]) & (line[1:-1] < line[2:])
-    assert bool((inner.sum(0) >= 1).all())
-    assert bool((line[:-1].min(0).values > 0).all())
 
 
 # ------------------------------------------------------------------ the wrappers

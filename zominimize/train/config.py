@@ -63,8 +63,7 @@ class ControllerConfig:
     iterations (0: no stage), antithetic pairs, noise scale and Adam step of theta, run
     length, tasks per batch and batches per iteration, the share of digits attacks and
     their image sides, the lr spread (10^U(-lr_decades, lr_decades) times the default),
-    the task families (empty: the run's) and their dimensions, how often to validate, the
-    tasks' augmentation, and
+    the dimensions of the family tasks, how often to validate, their augmentation, and
     over how many last iterations theta is averaged into the stage's result (0: the last
     theta)."""
 
@@ -78,7 +77,6 @@ class ControllerConfig:
     attack_share: float = 0.5
     attack_sides: tuple = (8, 16, 28)
     lr_decades: float = 1.2
-    families: tuple = ()
     dims: tuple = (30, 100, 300)
     validate_every: int = 25
     x_scale_range: tuple = (-1.0, 1.0)
@@ -114,10 +112,6 @@ class ControllerConfig:
             if not values or not all(_is_positive_integer(v) for v in values):
                 raise ValueError(f"{where}.{key} must be a list of positive integers, "
                                  f"got {values!r}")
-        unknown = [f for f in self.families if f not in FAMILIES]
-        if unknown or len(set(self.families)) != len(self.families):
-            raise ValueError(f"{where}.families must list distinct task families of "
-                             f"{FAMILIES}, got {list(self.families)!r}")
         for key in ("x_scale_range", "coordinate_scale_range"):
             if not _is_range(getattr(self, key)):
                 raise ValueError(f"{where}.{key} must be a range [lo, hi] of finite log10 "

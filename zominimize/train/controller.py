@@ -6,9 +6,8 @@ pays only over a whole run. This stage trains it by antithetic evolution strateg
 (Salimans et al. 2017), with the UpdateRNN and QueryRNN of stages 1 and 2 frozen:
 
 * Each iteration draws ``batches`` task batches of ``batch`` tasks: with probability
-  ``attack_share`` digits attacks (:mod:`zominimize.train.attacks`), else one of the
-  stage's ``families`` (uniformly; by default the run's) at a dimension of ``dims``,
-  augmented; every task gets its own lr,
+  ``attack_share`` digits attacks (:mod:`zominimize.train.attacks`), else a family of the
+  config (uniformly) at a dimension of ``dims``, augmented; every task gets its own lr,
   10^U(-lr_decades, lr_decades) times the default, so that only a controller that
   corrects the step does well on all of them.
 * A controller's score is the mean over the tasks of log(best f / zo-adamm's best f at
@@ -150,11 +149,6 @@ class ControllerStage:
 
     # ---------------------------------------------------------------- tasks
 
-    @property
-    def families(self) -> list[str]:
-        """The task families of the stage: its own, else the run's."""
-        return list(self.spec.families or self.config.families)
-
     def _augmentation(self) -> tasks.Augmentation:
         spec = self.spec
         return tasks.Augmentation(x_scale_range=spec.x_scale_range,
@@ -171,7 +165,7 @@ class ControllerStage:
                                                        generator=gen))]
             task = attacks.sample(gen, b, side)
         else:
-            families = self.families
+            families = list(self.config.families)
             family = families[int(torch.randint(len(families), (), generator=gen))]
             d = spec.dims[int(torch.randint(len(spec.dims), (), generator=gen))]
             task = tasks.sample(gen, family, b, d, augmentation=self._augmentation())
@@ -189,7 +183,7 @@ class ControllerStage:
         b = len(VALIDATION_FACTORS)
         out = [(tasks.sample(gen, family, b, d, augmentation=self._augmentation()), factor,
                 seed + i)
-               for i, (family, d) in enumerate((f, d) for f in self.families
+               for i, (family, d) in enumerate((f, d) for f in self.config.families
                                                for d in spec.dims)]
         if spec.attack_share:
             out += [(attacks.sample(gen, b, side), factor, seed + len(out) + i)

@@ -15,8 +15,6 @@ networks see many scales of f.
 * rosenbrock: the chained Rosenbrock function with a random curvature 10^U(0, 2).
 * softl1: robust regression, mean(sqrt(1 + r^2) - 1), r = A x - b with outliers.
 * l1reg: least squares plus an L1 penalty (non-smooth, like the attack's distortion term).
-* ripples: a quadratic bowl with cosine ripples along random directions (many local minima
-  around the global one), where a step too small to cross the ripples stalls.
 
 The data-driven families use n = min(2 d, max_samples) samples (MAX_SAMPLES unless the
 config says otherwise), and quadratics are rotated up to d = MAX_ROTATED (diagonal
@@ -43,7 +41,7 @@ from typing import Callable
 
 import torch
 
-FAMILIES = ("nclsq", "quadratic", "logistic", "rosenbrock", "softl1", "l1reg", "ripples")
+FAMILIES = ("nclsq", "quadratic", "logistic", "rosenbrock", "softl1", "l1reg")
 MAX_SAMPLES = 256
 MAX_ROTATED = 128
 
@@ -171,36 +169,6 @@ def l1reg(gen, b: int, d: int, max_samples: int = MAX_SAMPLES) -> TaskBatch:
         return 0.5 * (r * r).mean(-1) + (penalty * x.abs()).mean(-1)
 
     return TaskBatch("l1reg", fun, torch.zeros(b, d, dtype=torch.float64), n)
-
-
-#: The ripples' period along their directions, in units of the start's distance from the
-#: optimum along them (log10 range), and their depth against the bowl's (log10 range).
-RIPPLE_PERIOD, RIPPLE_DEPTH = (-0.5, 0.0), (-2.0, 0.0)
-
-
-def ripples(gen, b: int, d: int, max_samples: int = MAX_SAMPLES) -> TaskBatch:
-    """0.5 mean((x - c)^2) + a mean_k (1 - cos(2 pi w_k . (x - c) / p)), k = 1 .. n.
-
-    The w_k are n = min(2 d, max_samples) random unit directions, not the axes or an
-    orthogonal frame; the period p is 10^U(RIPPLE_PERIOD) times the start's typical
-    distance from c along a direction (1 / sqrt(d) of the whole, c ~ N(0, I)), and the
-    depth a is 10^U(RIPPLE_DEPTH) times the bowl's value at the start. Both terms are >= 0
-    and 0 at c only, so c is the global minimum among many local ones.
-    """
-    n = min(2 * d, max_samples)
-    w = _normal(gen, b, n, d)
-    w = w / w.norm(dim=-1, keepdim=True)
-    center = _normal(gen, b, d)
-    period = _log_uniform(gen, (b, 1), *RIPPLE_PERIOD) * center.norm(dim=-1, keepdim=True) \
-        / math.sqrt(d)
-    depth = _log_uniform(gen, (b,), *RIPPLE_DEPTH) * 0.5 * center.pow(2).mean(-1)
-
-    def fun(x):
-        z = x - center
-        phase = 2 * math.pi * _rows(w, z) / period
-        return 0.5 * (z * z).mean(-1) + depth * (1 - torch.cos(phase)).mean(-1)
-
-    return TaskBatch("ripples", fun, torch.zeros(b, d, dtype=torch.float64), n)
 
 
 def _log_uniform(gen, shape, lo, hi):
@@ -399,7 +367,7 @@ def augment(gen: torch.Generator, task: TaskBatch, augmentation: Augmentation) -
 
 
 MAKERS = {"nclsq": nclsq, "quadratic": quadratic, "logistic": logistic,
-          "rosenbrock": rosenbrock, "softl1": softl1, "l1reg": l1reg, "ripples": ripples}
+          "rosenbrock": rosenbrock, "softl1": softl1, "l1reg": l1reg}
 
 
 def sample(gen: torch.Generator, family: str, b: int, d: int,
