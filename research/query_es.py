@@ -43,12 +43,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zominimize.learned import weights  # noqa: E402
-from zominimize.learned.designs import QueryState, query_init, query_step  # noqa: E402
+from zominimize.learned.designs import query_init, query_step  # noqa: E402
 from zominimize.learned.nets import STATE_DTYPE, CoordinateLSTM  # noqa: E402
 from zominimize.train.config import load_config  # noqa: E402
-from zominimize.train.controller import BETAS, ControllerNets, PopulationGain  # noqa: E402
+from zominimize.train.controller import ControllerNets, PopulationGain, es_update  # noqa: E402
 from zominimize.train.trainer import Trainer  # noqa: E402
-from zominimize.train.unroll import RunState, UnrollSettings, estimate, project, step_sizes  # noqa: E402
+from zominimize.train.unroll import UnrollSettings, estimate, project, step_sizes  # noqa: E402
 
 
 class PopulationLSTM:
@@ -161,16 +161,10 @@ class QueryES:
                                 self.theta[None]])
         scores = sum(self.log_ratios(population, task, factor, seed).mean(-1)
                      for (task, factor), seed in zip(batches, seeds)) / len(batches)
-        ranks = torch.cat([scores[:a.pairs], scores[a.pairs:-1]]).argsort().argsort().double()
-        ranks = ranks / (ranks.numel() - 1) - 0.5
-        grad = ((ranks[:a.pairs] - ranks[a.pairs:])[:, None] * noise).mean(0) / a.sigma
-        m, v = self.moments
-        m = BETAS[0] * m + (1 - BETAS[0]) * grad
-        v = BETAS[1] * v + (1 - BETAS[1]) * grad * grad
         k = self.iteration + 1
-        self.theta = self.theta - a.lr * (m / (1 - BETAS[0] ** k)) / (
-            (v / (1 - BETAS[1] ** k)).sqrt() + 1e-8)
-        self.moments, self.iteration = (m, v), k
+        self.theta, self.moments = es_update(self.theta, self.moments, k, scores[:-1], noise,
+                                             a.sigma, a.lr)
+        self.iteration = k
         if k > a.iterations - a.average_last:
             self.theta_sum = self.theta_sum + self.theta
         return {"iteration": k, "tasks": [t.family + f"-d{t.size[1]}" for t, _ in batches],

@@ -76,6 +76,26 @@ class PopulationGain:
         return hidden @ self.w2.mT + self.b2.unsqueeze(1)
 
 
+def es_update(theta: torch.Tensor, moments: tuple, k: int, scores: torch.Tensor,
+              noise: torch.Tensor, sigma: float, lr: float) -> tuple[torch.Tensor, tuple]:
+    """One antithetic ES step on theta (n,): (new theta, new Adam moments (m, v)).
+
+    ``scores`` (2 P,) are those of theta + sigma noise then theta - sigma noise (lower is
+    better), ``noise`` (P, n); ``k`` counts the steps, this one included. The gradient is
+    estimated from the scores' centred ranks (fitness shaping) and followed by Adam
+    (decays :data:`BETAS`, step ``lr``).
+    """
+    pairs = noise.shape[0]
+    ranks = scores.argsort().argsort().double()
+    ranks = ranks / (ranks.numel() - 1) - 0.5
+    grad = ((ranks[:pairs] - ranks[pairs:])[:, None] * noise).mean(0) / sigma
+    m, v = moments
+    m = BETAS[0] * m + (1 - BETAS[0]) * grad
+    v = BETAS[1] * v + (1 - BETAS[1]) * grad * grad
+    theta = theta - lr * (m / (1 - BETAS[0] ** k)) / ((v / (1 - BETAS[1] ** k)).sqrt() + 1e-8)
+    return theta, (m, v)
+
+
 def best_values(task: tasks.TaskBatch, design, net, lr, seed: int, steps: int,
                 population: int, q: int, settings: UnrollSettings) -> torch.Tensor:
     """The best true f over a run of ``steps`` iterations, (P, B): every member of the
@@ -226,22 +246,16 @@ class ControllerStage:
 
     def step(self) -> dict:
         """One ES iteration: score the population on fresh tasks and move theta."""
-        spec, pairs = self.spec, self.spec.pairs
+        spec = self.spec
         batches, seeds, noise = self._draws()
         population = torch.cat([self.theta + spec.sigma * noise,
                                 self.theta - spec.sigma * noise, self.theta[None]])
         scores = sum(self.log_ratios(population, task, factor, seed).mean(-1)
                      for (task, factor), seed in zip(batches, seeds)) / len(batches)
-        ranks = torch.cat([scores[:pairs], scores[pairs:-1]]).argsort().argsort().double()
-        ranks = ranks / (ranks.numel() - 1) - 0.5
-        grad = ((ranks[:pairs] - ranks[pairs:])[:, None] * noise).mean(0) / spec.sigma
-        m, v = self.moments
-        m = BETAS[0] * m + (1 - BETAS[0]) * grad
-        v = BETAS[1] * v + (1 - BETAS[1]) * grad * grad
         k = self.iteration + 1
-        self.theta = self.theta - spec.lr * (m / (1 - BETAS[0] ** k)) / (
-            (v / (1 - BETAS[1] ** k)).sqrt() + 1e-8)
-        self.moments, self.iteration = (m, v), k
+        self.theta, self.moments = es_update(self.theta, self.moments, k, scores[:-1], noise,
+                                             spec.sigma, spec.lr)
+        self.iteration = k
         if k > spec.iterations - spec.average_last:
             self.theta_sum = self.theta_sum + self.theta
         self._store()
