@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,9 @@ def run(method: str, spec: dict, seed: int, alpha: float, history: int,
     "split" (``history`` queries along the basis of the running mean of the estimates and
     the last estimates, the rest in its complement; alpha unused), "consistency" (scales
     s^2 = alpha + rho, rho the running (``decay``) consistency of g / s^2 per coordinate),
+    "consistency-iso" (the same scales in every other iteration, rho from the estimates of
+    the iterations between, which use s = 1, so that sampling a coordinate less does not
+    make it look less consistent),
     or the upper bounds "oracle" (scale alpha on the attack's clipped pixels) and
     "oracle-gradient" (scales |G|^alpha from the true gradient)."""
     problem = build(spec)
@@ -117,19 +121,23 @@ def run(method: str, spec: dict, seed: int, alpha: float, history: int,
         x = x + step
     scales = np.ones(x.size)
     g_mean, g_square = np.zeros(x.size), np.zeros(x.size)
-    while mode == "consistency" and used + q + 1 <= budget:
-        directions = rng.standard_normal((q, x.size)) * scales
+    iteration = 0
+    while mode in ("consistency", "consistency-iso") and used + q + 1 <= budget:
+        isotropic = mode == "consistency-iso" and iteration % 2 == 0
+        iteration += 1
+        directions = rng.standard_normal((q, x.size)) * (1.0 if isotropic else scales)
         points = np.vstack([x, x + mu * directions])
         values = problem.batch_fun(points)
         used += q + 1
         best = min(best, float(np.min(values)))
         g, _ = estimators.estimate_gradient(x, points, values, mu, "forward")
-        unbiased = g / scales ** 2
-        g_mean = decay * g_mean + (1 - decay) * unbiased
-        g_square = decay * g_square + (1 - decay) * unbiased ** 2
-        rho = g_mean ** 2 / np.maximum(g_square, 1e-300)
-        scales = np.sqrt(alpha + rho)
-        scales *= np.sqrt(x.size) / np.linalg.norm(scales)
+        if mode == "consistency" or isotropic:
+            unbiased = g if isotropic else g / scales ** 2
+            g_mean = decay * g_mean + (1 - decay) * unbiased
+            g_square = decay * g_square + (1 - decay) * unbiased ** 2
+            rho = g_mean ** 2 / np.maximum(g_square, 1e-300)
+            scales = np.sqrt(alpha + rho)
+            scales *= np.sqrt(x.size) / np.linalg.norm(scales)
         step, state = rule.update(g, float(values[0]), state)
         x = x + step
     while mode in ("guided", "oracle", "oracle-gradient") and used + q + 1 <= budget:
@@ -165,27 +173,39 @@ def main() -> None:
     parser.add_argument("--dims", default="100,1000", help="nclsq dimensions")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--attack-seeds", type=int, default=1, help="seeds per attack image")
     parser.add_argument("--decay", type=float, default=0.95, help="consistency's decay")
-    parser.add_argument("--mode", choices=("guided", "split", "oracle", "oracle-gradient", "consistency"), default="guided")
+    parser.add_argument("--mode", choices=("guided", "split", "oracle", "oracle-gradient",
+                                           "consistency", "consistency-iso"), default="guided")
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     suites = {f"nclsq d={d}": [({"family": "nclsq", "d": int(d), "instance": i}, s)
                                for i in range(args.nclsq) for s in range(args.seeds)]
               for d in args.dims.split(",") if d}
-    suites["attack"] = [({"family": "attack", "image": i, "source": "foolbox"}, 0)
-                        for i in range(args.images)]
+    suites["attack"] = [({"family": "attack", "image": i, "source": "foolbox"}, s)
+                        for i in range(args.images) for s in range(args.attack_seeds)]
     alphas = [float(a) for a in args.alphas.split(",")]
-    print(f"{args.mode}, k = {args.history}; median best f (runs)")
+    print(f"{args.mode}, k = {args.history}; median best f (runs), and in brackets the pairs "
+          f"(same problem and seed, the same draws) lower than at alpha {alphas[0]:g}")
     print("| suite | method | " + " | ".join(f"alpha {a:g}" for a in alphas) + " |")
     print("|---|---|" + "---|" * len(alphas))
-    for suite, runs in suites.items():
-        if not runs:
-            continue
-        for method in args.methods.split(","):
-            medians = [np.median([run(method, spec, seed, a, args.history, mode=args.mode,
-                                      decay=args.decay)
-                                  for spec, seed in runs]) for a in alphas]
-            print(f"| {suite} ({len(runs)}) | {method} | "
-                  + " | ".join(f"{m:.3g}" for m in medians) + " |", flush=True)
+    with ProcessPoolExecutor(args.workers) as pool:
+        for suite, runs in suites.items():
+            if not runs:
+                continue
+            for method in args.methods.split(","):
+                finals = [np.array(list(pool.map(_run, [
+                    (method, spec, seed, a, args.history, args.mode, args.decay)
+                    for spec, seed in runs]))) for a in alphas]
+                cells = [f"{np.median(f):.3g} ({int((f < finals[0]).sum())} of "
+                         f"{int((f != finals[0]).sum())})" for f in finals]
+                print(f"| {suite} ({len(runs)}) | {method} | " + " | ".join(cells) + " |",
+                      flush=True)
+
+
+def _run(args):
+    method, spec, seed, alpha, history, mode, decay = args
+    return run(method, spec, seed, alpha, history, mode=mode, decay=decay)
 
 
 if __name__ == "__main__":
