@@ -86,7 +86,8 @@ def run(method: str, spec: dict, seed: int, alpha: float, history: int,
     s^2 = alpha + rho, rho the running (``decay``) consistency of g / s^2 per coordinate),
     "consistency-iso" (the same scales in every other iteration, rho from the estimates of
     the iterations between, which use s = 1, so that sampling a coordinate less does not
-    make it look less consistent),
+    make it look less consistent), "shape" (l2l-zo only: scales exp(alpha shape_i) from
+    its controller's per-coordinate shape, alpha 0 isotropic),
     or the upper bounds "oracle" (scale alpha on the attack's clipped pixels) and
     "oracle-gradient" (scales |G|^alpha from the true gradient)."""
     problem = build(spec)
@@ -140,9 +141,12 @@ def run(method: str, spec: dict, seed: int, alpha: float, history: int,
             scales *= np.sqrt(x.size) / np.linalg.norm(scales)
         step, state = rule.update(g, float(values[0]), state)
         x = x + step
-    while mode in ("guided", "oracle", "oracle-gradient") and used + q + 1 <= budget:
+    while mode in ("guided", "oracle", "oracle-gradient", "shape") and used + q + 1 <= budget:
         directions = guided_directions(rng, q, x.size, alpha if mode == "guided" else 1,
                                        orthonormal(recent))
+        if mode == "shape" and alpha and hasattr(state, "shape"):
+            scales = np.exp(alpha * state.shape.cpu().numpy())
+            directions *= scales * np.sqrt(x.size) / np.linalg.norm(scales)
         if mode == "oracle":  # research only: the attack's live pixels, from the image
             image = problem.fun.x if hasattr(problem.fun, "x") else None
             live = ((image + x > mu) & (image + x < 1 - mu)) if image is not None else 1
@@ -176,7 +180,8 @@ def main() -> None:
     parser.add_argument("--attack-seeds", type=int, default=1, help="seeds per attack image")
     parser.add_argument("--decay", type=float, default=0.95, help="consistency's decay")
     parser.add_argument("--mode", choices=("guided", "split", "oracle", "oracle-gradient",
-                                           "consistency", "consistency-iso"), default="guided")
+                                           "consistency", "consistency-iso", "shape"),
+                        default="guided")
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     suites = {f"nclsq d={d}": [({"family": "nclsq", "d": int(d), "instance": i}, s)
