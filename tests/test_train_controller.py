@@ -10,7 +10,7 @@ import zominimize  # noqa: E402
 from zominimize.learned import gain, weights  # noqa: E402
 from zominimize.train import attacks  # noqa: E402
 from zominimize.train.config import ControllerConfig, StageConfig, TrainConfig  # noqa: E402
-from zominimize.train.controller import ControllerStage, PopulationGain  # noqa: E402
+from zominimize.train.controller import ControllerStage, PopulationGain, es_update  # noqa: E402
 from zominimize.train.trainer import Trainer  # noqa: E402
 
 
@@ -27,6 +27,20 @@ def tiny_config(**controller):
 
 def _theta(net):
     return torch.nn.utils.parameters_to_vector(net.parameters()).detach().clone()
+
+
+def test_an_es_step_descends_a_linear_score_and_ranks_make_it_scale_free():
+    gen = torch.Generator().manual_seed(0)
+    c = torch.randn(6, generator=gen, dtype=torch.float64)
+    theta = torch.zeros(6, dtype=torch.float64)
+    noise = torch.randn(40, 6, generator=gen, dtype=torch.float64)
+    moments = (torch.zeros(6, dtype=torch.float64), torch.zeros(6, dtype=torch.float64))
+    population = torch.cat([theta + 0.1 * noise, theta - 0.1 * noise])
+    moved, (m, v) = es_update(theta, moments, 1, population @ c, noise, 0.1, 0.01)
+    assert float((moved - theta) @ c) < 0  # downhill
+    assert float((moved - theta).abs().max()) == pytest.approx(0.01, rel=1e-4)  # Adam's step
+    again, _ = es_update(theta, moments, 1, 1e6 * (population @ c) - 3, noise, 0.1, 0.01)
+    assert torch.equal(again, moved)  # only the scores' ranks count
 
 
 def test_a_population_is_its_members_side_by_side():
