@@ -1,11 +1,13 @@
 """What l2l-zo's step-size controller does on one benchmark problem, iteration by iteration.
 
-Runs ``minimize(method="l2l-zo")`` with default options on a BBOB function (the benchmark's
-problem builder) and prints, at a few iterations, the controller's level, the mean of its
-per-coordinate shape, the success rate of f and zbar (zominimize.learned.gain). Run from
-the repository root::
+Runs ``minimize(method="l2l-zo")`` on a BBOB function or an nclsq instance (the benchmark's
+problem builder), at its default lr times each ``--lr-factors``, and prints at a few
+iterations the controller's level, the mean of its per-coordinate shape, the success rate
+of f and zbar (zominimize.learned.gain). Run from the repository root::
 
     python research/level_probe.py --fid 3 --dim 10 --instances 4 5
+    python research/level_probe.py --nclsq --dim 1000 --instances 0 --maxfev 21000 \
+        --lr-factors 0.1 1 10
 """
 import argparse
 import sys
@@ -19,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import zominimize  # noqa: E402
 from benchmarks.problems import build  # noqa: E402
+from research.lr_sensitivity import default_lr  # noqa: E402
 from zominimize.learned import rule  # noqa: E402
 
 
@@ -42,24 +45,31 @@ def recording(rows: list):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fid", type=int, default=3)
+    parser.add_argument("--fid", type=int, default=3, help="the BBOB function")
+    parser.add_argument("--nclsq", action="store_true", help="nclsq instead of BBOB")
     parser.add_argument("--dim", type=int, default=10)
     parser.add_argument("--instances", type=int, nargs="+", default=[4, 5])
+    parser.add_argument("--maxfev", type=int, help="default: 1,000 dim")
+    parser.add_argument("--lr-factors", type=float, nargs="+", default=[1.0])
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows: list = []
     rule.learned_rule = recording(rows)
-    for instance in args.instances:
-        problem = build({"family": "bbob", "fid": args.fid, "dim": args.dim,
-                         "instance": instance})
+    for instance, factor in ((i, k) for i in args.instances for k in args.lr_factors):
+        spec = ({"family": "nclsq", "d": args.dim, "instance": instance} if args.nclsq else
+                {"family": "bbob", "fid": args.fid, "dim": args.dim, "instance": instance})
+        problem = build(spec)
+        lr = factor * default_lr("l2l-zo", problem.x0)
         rows.clear()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = zominimize.minimize(problem.fun, problem.x0, method="l2l-zo",
-                                      options={"seed": 0, "maxfev": 1000 * args.dim})
+                                      options={"seed": 0, "lr": lr,
+                                               "maxfev": args.maxfev or 1000 * args.dim})
         table = np.array(rows)
-        print(f"f{args.fid} d={args.dim} instance {instance}: final {res.fun:.4g}")
-        for i in sorted({0, 10, 50, 100, 200, len(table) - 1}):
+        name = "nclsq" if args.nclsq else f"f{args.fid}"
+        print(f"{name} d={args.dim} instance {instance}, lr x {factor:g}: final {res.fun:.4g}")
+        for i in sorted({0, 10, 50, 100, 200, 500, len(table) - 1}):
             if i < len(table):
                 level, shape, success, zbar = table[i]
                 print(f"  iteration {i}: level {level:.2f}, shape mean {shape:.2f}, "
