@@ -72,7 +72,6 @@ def test_the_dense_query_signal_is_the_estimates_expected_alignment():
     assert float(log_gain(torch.ones(d, dtype=torch.float64), G, q)) == 0.0
 
 
-
 def test_query_es_population_members_step_as_their_own_lstm_would():
     from research.query_es import PopulationLSTM, theta_of
     from zominimize.learned.designs import lstm_state
