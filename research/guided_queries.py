@@ -82,7 +82,8 @@ def run(method: str, spec: dict, seed: int, alpha: float, history: int,
     """The best f of one run of ``method``'s rule (its defaults) with the directions of
     ``mode``: "guided" (Guided ES's law, the last ``history`` estimates as guides),
     "split" (``history`` queries along the basis of the running mean of the estimates and
-    the last estimates, the rest in its complement; alpha unused), "consistency" (scales
+    the last estimates, the rest in its complement, in each iteration with probability
+    1 - alpha, from a coin of its own stream; alpha 1 is isotropic throughout), "consistency" (scales
     s^2 = alpha + rho, rho the running (``decay``) consistency of g / s^2 per coordinate),
     "consistency-iso" (the same scales in every other iteration, rho from the estimates of
     the iterations between, which use s = 1, so that sampling a coordinate less does not
@@ -104,9 +105,11 @@ def run(method: str, spec: dict, seed: int, alpha: float, history: int,
     recent: list[np.ndarray] = []
     mean = np.zeros(x.size)
     best, used = np.inf, 0
+    coin = np.random.default_rng([seed, 1])
     while mode == "split" and used + q + 1 <= budget:
         fx = float(problem.fun(x))
-        basis = orthonormal([mean] + recent[-(history - 1):] if history > 1 else [mean])
+        basis = (orthonormal([mean] + recent[-(history - 1):] if history > 1 else [mean])
+                 if coin.random() >= alpha else None)
         if basis is None:
             points = x + mu * rng.standard_normal((q, x.size))
             values = problem.batch_fun(points)

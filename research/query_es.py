@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 import tomllib
@@ -43,34 +42,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zominimize.learned import weights  # noqa: E402
-from zominimize.learned.designs import query_init, query_step  # noqa: E402
-from zominimize.learned.nets import STATE_DTYPE, CoordinateLSTM  # noqa: E402
+from zominimize.learned.queries import query_init, query_step  # noqa: E402
+from zominimize.learned.nets import CoordinateLSTM  # noqa: E402
 from zominimize.train.config import load_config  # noqa: E402
-from zominimize.train.controller import ControllerNets, PopulationGain, es_update  # noqa: E402
+from zominimize.train.controller import ControllerNets, PopulationGain  # noqa: E402
+from zominimize.train.evolution import es_update  # noqa: E402
+from zominimize.train.query_stage import PopulationLSTM  # noqa: E402
 from zominimize.train.trainer import Trainer  # noqa: E402
 from zominimize.train.unroll import UnrollSettings, estimate, project, step_sizes  # noqa: E402
-
-
-class PopulationLSTM:
-    """P QueryRNNs at once from parameter vectors theta (P, n) in CoordinateLSTM's
-    parameter order (weight_ih, weight_hh, head): inputs (P, B, n_in, d), states (P, B, H, d),
-    outputs (P, B, d); the same arithmetic as CoordinateLSTM without autograd."""
-
-    def __init__(self, theta: torch.Tensor, template: CoordinateLSTM):
-        shapes = [p.shape for p in template.parameters()]
-        parts = torch.split(theta.float(), [math.prod(s) for s in shapes], dim=1)
-        p = theta.shape[0]
-        w_ih, w_hh, head = (part.reshape(p, 1, *s) for part, s in zip(parts, shapes))
-        self.weights = torch.cat([w_ih, w_hh], dim=-1)  # (P, 1, 4H, n + H)
-        self.head = head                                # (P, 1, 1, H)
-        self.template = template
-
-    def __call__(self, inputs: torch.Tensor, state):
-        h, c = state
-        gates = torch.matmul(self.weights, torch.cat([inputs, h.float()], dim=-2))
-        h_new, c_new = self.template._step_into(gates, c.float())
-        out = torch.matmul(self.head, h_new).squeeze(-2)
-        return out, (h_new.to(STATE_DTYPE), c_new.to(STATE_DTYPE))
 
 
 def theta_of(net: CoordinateLSTM) -> torch.Tensor:

@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 
 import zominimize  # noqa: E402
 from zominimize import FallbackWarning, WeightsError  # noqa: E402
-from zominimize.learned import blocks, designs, gain, nets as learned_nets, weights  # noqa: E402
+from zominimize.learned import blocks, designs, gain, nets as learned_nets, queries, weights  # noqa: E402
 from zominimize.learned.designs import L2L_ZO, L2L_ZO_GAIN, PAPER  # noqa: E402
 from zominimize.learned.rule import AUTO_CUDA_MIN_DIM, resolve_device  # noqa: E402
 from zominimize.rules import AdaMMState, adamm, adamm_moments, adamm_step  # noqa: E402
@@ -251,14 +251,14 @@ def test_blocked_in_place_steps_equal_the_differentiable_ones(design):
         assert blocks.blocked(d) and not blocks.blocked(2 * blocks.BLOCK)
     assert not blocks.blocked(d)  # autograd: whole arrays
     gen = torch.Generator().manual_seed(1)
-    in_place = (design.init((d,)), designs.query_init((d,)))
+    in_place = (design.init((d,)), queries.query_init((d,)))
     for t in range(4):
         g = torch.randn(d, generator=gen, dtype=torch.float64) * 10.0 ** (-t)
         f = 1.0 / (t + 1)
         before = _clone(in_place)
         with torch.no_grad():
             step, state = design.step(update, g, f, in_place[0], 0.01)
-            query_state, _ = designs.query_step(query, g, step, in_place[1], 0.01)
+            query_state, _ = queries.query_step(query, g, step, in_place[1], 0.01)
         if t:  # after the first step, which allocates its placeholders, nothing new
             kept = {tensor.data_ptr() for tensor in _tensors(in_place)}
             assert {tensor.data_ptr() for tensor in _tensors((state, query_state))
@@ -266,7 +266,7 @@ def test_blocked_in_place_steps_equal_the_differentiable_ones(design):
         in_place = (state, query_state)
         expected, reference_state = design.step(update, g, f, before[0], 0.01)
         reference = (reference_state,
-                     designs.query_step(query, g, expected, before[1], 0.01)[0])
+                     queries.query_step(query, g, expected, before[1], 0.01)[0])
         # float32 nets: the two arithmetics agree to float32 rounding, which can tip the
         # float16 rounding of the LSTMs' states by one unit
         torch.testing.assert_close(step, expected.detach(), rtol=1e-4, atol=1e-5)
@@ -328,9 +328,9 @@ def test_blocks_in_another_thread_leave_torchs_thread_count_alone():
 
 
 def test_a_restored_state_does_not_share_the_checkpoints_memory():
-    state = designs.query_init((5,))
-    data = designs.query_export(state)
-    restored = designs.query_restore(data, "cpu")
+    state = queries.query_init((5,))
+    data = queries.query_export(state)
+    restored = queries.query_restore(data, "cpu")
     restored.scales.mul_(2)
     np.testing.assert_array_equal(data["scales"], np.ones(5))
 

@@ -70,22 +70,3 @@ def test_the_dense_query_signal_is_the_estimates_expected_alignment():
     # queries on the three coordinates a gradient lives on beat isotropic ones
     assert float(log_gain(live + 1e-3, G * live, q)) > 0.3  # 0.5 log 2 here
     assert float(log_gain(torch.ones(d, dtype=torch.float64), G, q)) == 0.0
-
-
-def test_query_es_population_members_step_as_their_own_lstm_would():
-    from research.query_es import PopulationLSTM, theta_of
-    from zominimize.learned.designs import lstm_state
-    from zominimize.learned.nets import CoordinateLSTM
-
-    torch.manual_seed(0)
-    nets = [CoordinateLSTM(2) for _ in range(3)]
-    population = PopulationLSTM(torch.stack([theta_of(net) for net in nets]), nets[0])
-    inputs = torch.randn(3, 4, 2, 7)
-    h, c = lstm_state((3, 4, 7))
-    h, c = h + torch.randn(h.shape).to(h.dtype) * 0.1, c + torch.randn(c.shape).to(c.dtype)
-    with torch.no_grad():
-        out, (h_new, c_new) = population(inputs, (h, c))
-        for p, net in enumerate(nets):
-            alone, (h_alone, c_alone) = net(inputs[p], (h[p], c[p]))
-            torch.testing.assert_close(out[p], alone)
-            assert torch.equal(h_new[p], h_alone) and torch.equal(c_new[p], c_alone)

@@ -141,13 +141,13 @@ def test_a_non_finite_step_of_a_classic_rule_restarts_it_from_the_best_point():
     assert opt.settings["lr"] == 0.01
 
 
-def test_non_finite_query_scales_hand_over_to_the_standard_sampler():
+def test_non_finite_query_directions_hand_over_to_the_standard_sampler():
     opt = ZOOptimizer("l2l-zo", np.zeros(4), seed=0, maxiter=20, query_ratio=1.0)
     sampler = opt._sampler
-    opt._sampler = sampler._replace(scales=lambda state, rng: np.full(4, np.nan))
+    opt._sampler = sampler._replace(draw=lambda state, rng, law, rows: False)
     points = drive(opt, quadratic, 20)
     assert all(np.isfinite(p).all() for p in points)
-    assert opt.fallback.startswith("guard: non-finite or non-positive query scales")
+    assert opt.fallback.startswith("guard: non-finite query directions")
 
 
 # ---------------------------------------------------------------- stopping rules

@@ -10,7 +10,8 @@ import zominimize  # noqa: E402
 from zominimize.learned import gain, weights  # noqa: E402
 from zominimize.train import attacks  # noqa: E402
 from zominimize.train.config import ControllerConfig, StageConfig, TrainConfig  # noqa: E402
-from zominimize.train.controller import ControllerStage, PopulationGain, es_update  # noqa: E402
+from zominimize.train.controller import ControllerStage, PopulationGain  # noqa: E402
+from zominimize.train.evolution import es_update  # noqa: E402
 from zominimize.train.trainer import Trainer  # noqa: E402
 
 

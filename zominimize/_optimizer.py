@@ -196,20 +196,27 @@ class ZOOptimizer:
             self._rng_state_at_ask = copy.deepcopy(self._rng.bit_generator.state)
             q = estimators.directions_for_budget(s["estimator"], s["q"],
                                                  s["maxfev"] - self._nfev)
-            scales = self._sampler.scales(self._sampler_state, self._rng)
-            if scales is not None and not (np.isfinite(scales).all() and (scales > 0).all()):
+            points = self._query_points(q)
+            if points is None:  # the sampler cannot serve: the standard one takes over
                 if self._guard.can_hand_over(self._guard_state):
-                    self._hand_over("non-finite or non-positive query scales")
+                    self._hand_over("non-finite query directions")
                     # a resumed run draws from here, with the standard sampler
                     self._rng_state_at_ask = copy.deepcopy(self._rng.bit_generator.state)
                 else:
                     self._sampler = samplers.standard()
                     self._sampler_state = self._sampler.init(self._x.size)
-                scales = None
-            self._pending = self._workspace = estimators.query_points(
-                self._rng, self._x, q, s["mu"], s["directions"], s["estimator"], self._box,
-                out=self._workspace, scales=scales)
+                points = self._query_points(q)
+            self._pending = self._workspace = points
         return self._pending
+
+    def _query_points(self, q: int) -> np.ndarray | None:
+        """The points of the next iteration, with q directions drawn by the sampler (None
+        when it cannot serve)."""
+        s, state = self._settings, self._sampler_state
+        return estimators.query_points(
+            self._rng, self._x, q, s["mu"], s["directions"], s["estimator"], self._box,
+            out=self._workspace,
+            draw=lambda rng, law, rows: self._sampler.draw(state, rng, law, rows))
 
     def tell(self, points, values) -> None:
         """Report the values of the points returned by ``ask()`` and take one step.

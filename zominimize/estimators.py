@@ -50,30 +50,33 @@ def draw_directions(rng: np.random.Generator, kind: str, out: np.ndarray) -> np.
 
 def query_points(rng: np.random.Generator, x: np.ndarray, q: int, mu: float,
                  directions: str, estimator: str, box: Box,
-                 out: np.ndarray | None = None,
-                 scales: np.ndarray | None = None) -> np.ndarray:
+                 out: np.ndarray | None = None, draw=None) -> np.ndarray | None:
     """Draw q directions and return the points of one iteration.
 
     forward: row 0 is x, rows 1..q are P(x + mu u_i), shape (q + 1, d).
     antithetic: rows 0..q-1 are P(x + mu u_i), rows q..2q-1 are P(x - mu u_i).
     The directions are drawn straight into the returned array (no extra copy),
     which is ``out`` when that has the right shape (a workspace reused across
-    iterations), else a new array. ``scales`` (length d) multiplies each
-    coordinate of the directions (a sampler's standard deviations).
+    iterations), else a new array. ``draw(rng, directions, rows) -> bool`` (a sampler's)
+    fills the (q, d) rows with the directions; it returns False when it cannot, and
+    then so does this function (None). By default the rows are drawn by the law
+    ``directions`` (:func:`draw_directions`).
     """
     d = x.shape[0]
     shape = (evaluations_per_iteration(estimator, q), d)
     points = out if out is not None and out.shape == shape else np.empty(shape)
+    rows = points[1:] if estimator == "forward" else points[:q]
+    if draw is None:
+        draw_directions(rng, directions, rows)
+    elif not draw(rng, directions, rows):
+        return None
+    rows *= mu
     if estimator == "forward":
-        perturbed = draw_directions(rng, directions, points[1:])
-        perturbed *= mu if scales is None else mu * scales
-        perturbed += x
+        rows += x
         points[0] = x
-        box.project(perturbed)
+        box.project(rows)
         return points
     plus, minus = points[:q], points[q:]
-    draw_directions(rng, directions, plus)
-    plus *= mu if scales is None else mu * scales
     np.negative(plus, out=minus)
     minus += x
     plus += x

@@ -87,9 +87,11 @@ LEARNED_OPTIONS = {o.name: o for o in [
            "Where the networks run: 'auto' is CUDA when torch sees a GPU and d >= 10,000 "
            "(below that a GPU's latency per step outweighs the work), else the CPU. "
            "x and the estimate stay float64 on the CPU; the networks run in float32."),
-    Option("query_ratio", 0.5, unit_interval_closed,
-           "Probability that an iteration queries along the QueryRNN's distribution "
-           "rather than N(0, I) (the paper's hedge against a bad sampler: 0.5)."),
+    Option("query_ratio", None, unit_interval_closed,
+           "Probability that an iteration queries along the QueryRNN's directions rather "
+           "than the plain draws. None: the QueryRNN's own, 1 for the subspace QueryRNN "
+           "(it chooses its share itself) and 0.5 for the paper's per-coordinate scales "
+           "(the paper's hedge against a bad sampler)."),
     Option("guard", True, flag,
            "Switch to the fallback method from the best point when the run diverges "
            "(the value at the iterate exceeds the start f0 by more than "

@@ -1,13 +1,14 @@
-"""Query samplers: where the directions of each iteration are drawn.
+"""Query samplers: how the directions of each iteration are drawn.
 
-A sampler scales the standard directions coordinate by coordinate: u = eps * s
-with eps drawn by the estimator's law (Gaussian or sphere) and s a vector of
-per-coordinate standard deviations, or None for s = 1. Like a rule, it is a pair
-of pure functions around an explicit state:
+A sampler draws the q directions of an iteration, keeping E[(1/q) sum_i u_i u_i^T] = I
+so that the estimators stay unbiased. Like a rule, it is a set of pure functions around
+an explicit state:
 
-* ``scales(state, rng) -> s or None`` before the points of an iteration are drawn;
-* ``observe(state, g, step) -> state`` after the step, with that iteration's
-  estimate g and the step taken.
+* ``draw(state, rng, law, rows) -> bool`` fills the (q, d) ``rows`` with the directions
+  of the next iteration (``law`` is the ``directions`` option, "gaussian" or "sphere"),
+  or returns False when its state cannot serve (non-finite);
+* ``observe(state, g, step) -> state`` after the step, with that iteration's estimate g
+  and the step taken.
 """
 
 from __future__ import annotations
@@ -16,17 +17,24 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from .estimators import draw_directions
+
 
 class Sampler(NamedTuple):
     init: Callable[[int], Any]
-    scales: Callable[[Any, np.random.Generator], np.ndarray | None]
+    draw: Callable[[Any, np.random.Generator, str, np.ndarray], bool]
     observe: Callable[[Any, np.ndarray, np.ndarray], Any]
     export: Callable[[Any], dict]
     restore: Callable[[dict], Any]
 
 
+def _draw_standard(state, rng: np.random.Generator, law: str, rows: np.ndarray) -> bool:
+    draw_directions(rng, law, rows)
+    return True
+
+
 def standard() -> Sampler:
-    """Directions with identity covariance (s = 1): the classic ZO methods' sampler."""
-    return Sampler(init=lambda d: None, scales=lambda state, rng: None,
+    """Directions of the law alone (identity covariance): the classic ZO methods' sampler."""
+    return Sampler(init=lambda d: None, draw=_draw_standard,
                    observe=lambda state, g, step: None, export=lambda state: {},
                    restore=lambda data: None)

@@ -1,6 +1,6 @@
 """The learned ZO optimizer (Ruan et al., ICLR 2020): UpdateRNN and QueryRNN.
 
-``designs`` holds the two shipped designs and the QueryRNN, ``nets`` the coordinate-wise
+``designs`` holds the designs, ``queries`` the QueryRNNs, ``nets`` the coordinate-wise
 LSTM, ``weights`` the safe loading of the shipped or user-trained weights, and ``rule``
 the adapters that make a design an update rule and the QueryRNN a query sampler. This
 module loads a weight set once for a run and builds those parts; torch is imported only
@@ -102,9 +102,12 @@ def make_update_rule(parts: LearnedParts, lr: float):
     return learned_rule(parts.update, parts.design, lr, parts.device)
 
 
-def make_query_sampler(parts: LearnedParts, lr: float, query_ratio: float):
-    """The QueryRNN of ``parts`` as a :class:`zominimize.samplers.Sampler`: its scales in a
-    share ``query_ratio`` of the iterations, N(0, I) in the others."""
+def make_query_sampler(parts: LearnedParts, lr: float, query_ratio: float | None):
+    """The QueryRNN of ``parts`` as a :class:`zominimize.samplers.Sampler`: its directions
+    in a share ``query_ratio`` of the iterations (None: its design's default), the law's
+    draws in the others."""
     from .rule import learned_sampler
-    return learned_sampler(parts.query, lr, query_ratio, parts.device)
+    query = parts.design.query
+    ratio = query.default_ratio if query_ratio is None else query_ratio
+    return learned_sampler(parts.query, query, lr, ratio, parts.device)
 

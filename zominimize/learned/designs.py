@@ -3,7 +3,7 @@
 A design says what the UpdateRNN reads and how its output becomes a step; it owns its
 state, and its ``step`` is used as it is by inference (:mod:`zominimize.learned.rule`)
 and by meta-training (:mod:`zominimize.train`), so that an inference step is a step of
-the training unroll. The QueryRNN is the same for every design (:func:`query_step`).
+the training unroll. A design names its QueryRNN (:mod:`zominimize.learned.queries`).
 
 * ``L2L_ZO`` ("l2l-zo-plain"): ZO-AdaMM's moments, the coherence of the estimates and the
   success rate of f feed the LSTM, whose two outputs rescale ZO-AdaMM's step and move its
@@ -12,6 +12,7 @@ the training unroll. The QueryRNN is the same for every design (:func:`query_ste
   a per-run level and a per-coordinate shape (:mod:`zominimize.learned.gain`); its
   UpdateRNN is a :class:`~zominimize.learned.gain.GainedUpdate`, the LSTM and the
   controller.
+* ``L2L_ZO_SUBSPACE``: that update with the subspace QueryRNN.
 * ``PAPER`` (weight set "l2l-zo-paper"): the paper's design, the raw estimate in and an
   absolute step out.
 
@@ -22,14 +23,16 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-import numpy as np
 import torch
 
 from ..rules import AdaMMState, adamm_moments, adamm_rms, ema
 from . import gain
-from .blocks import blocked, per_coordinate
+from .blocks import per_coordinate
 from .gain import GainedUpdate, GainState, with_gain
-from .nets import HIDDEN, STATE_DTYPE, CoordinateLSTM
+from .nets import CoordinateLSTM
+from .queries import SCALES, SUBSPACE, QueryDesign
+from .pieces import (checkpoint_moments, floored, lstm_state, numpy_copy, peak_rms,
+                     restored_lstm_state, tensor_copy)
 
 #: ZO-AdaMM's decays (those of the ``zo-adamm`` method's defaults).
 BETA1, BETA2 = 0.9, 0.999
@@ -43,8 +46,6 @@ BETA_W = 0.9
 BLEND_OFFSET = 4.0
 #: The step multiplier exp(LOG_RANGE tanh(a / LOG_RANGE)) lies within exp(+-LOG_RANGE).
 LOG_RANGE = 3.0
-#: Floor of a normalising RMS, relative to its largest value over the coordinates.
-RELATIVE_FLOOR = 1e-12
 
 
 class Design(NamedTuple):
@@ -79,6 +80,8 @@ class Design(NamedTuple):
     inner : Design or None
         For a design under a step-size controller (:mod:`zominimize.learned.gain`), the
         design whose steps it scales (its UpdateRNN is ``net.rnn``); None otherwise.
+    query : QueryDesign
+        Its QueryRNN (:mod:`zominimize.learned.queries`).
     """
 
     name: str
@@ -94,40 +97,15 @@ class Design(NamedTuple):
     architecture: dict
     make_update: Callable[[], torch.nn.Module]
     inner: Any = None
+    query: QueryDesign = SCALES
 
 
 def make_nets(design: Design) -> tuple[torch.nn.Module, CoordinateLSTM]:
-    """A fresh (UpdateRNN, QueryRNN) pair for ``design`` (the QueryRNN reads 2 inputs)."""
-    return design.make_update(), CoordinateLSTM(2)
+    """A fresh (UpdateRNN, QueryRNN) pair for ``design``."""
+    return design.make_update(), design.query.make_net()
 
 
 # ---------------------------------------------------------------- pieces
-
-def lstm_state(shape, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero (h, c) of shape (..., HIDDEN, d) for coordinates of ``shape`` (..., d), in the
-    type the LSTM keeps its state in."""
-    *lead, d = shape
-    zeros = torch.zeros(*lead, HIDDEN, d, dtype=STATE_DTYPE, device=device)
-    return zeros, zeros.clone()
-
-
-def restored_lstm_state(data: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(h, c) from a checkpoint's ``data``, in the type the LSTM keeps its state in."""
-    return tuple(_tensor(data[key], device).to(STATE_DTYPE) for key in ("h", "c"))
-
-
-def peak_rms(v: torch.Tensor, beta: float, count: int) -> torch.Tensor:
-    """The largest bias-corrected RMS sqrt(v / (1 - beta^count)) over the coordinates, as
-    (..., 1) (the RMS is monotone in v, so this is the RMS of the largest v)."""
-    return torch.sqrt(v.amax(dim=-1, keepdim=True) / (1 - beta ** count))
-
-
-def floored(rms: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
-    """``rms`` plus RELATIVE_FLOOR times its largest value over the coordinates (``peak``,
-    from :func:`peak_rms`): an RMS to divide by that keeps the quotient scale-free and
-    finite."""
-    return rms + RELATIVE_FLOOR * peak.clamp_min(torch.finfo(torch.float64).tiny)
-
 
 def corrected_since_second_step(running: torch.Tensor, beta: float, count: int,
                                 before: float) -> torch.Tensor:
@@ -195,36 +173,6 @@ def scaled_adam_step(a: torch.Tensor, m_normalised: torch.Tensor,
     # the same arithmetic in place, for inference at large d
     exponent = torch.tanh(a / LOG_RANGE).mul_(LOG_RANGE).add_(log_factor)
     return exponent.exp_().mul_(m_normalised).neg_()
-
-
-# ---------------------------------------------------------------- checkpoints
-
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().cpu().numpy().copy()
-
-
-def _tensor(data, device) -> torch.Tensor:
-    """A copy of ``data`` on ``device``: a restored state is the run's own (its step may
-    overwrite it) and never shares memory with the caller's checkpoint."""
-    return torch.as_tensor(data).to(device, copy=True)
-
-
-#: What a checkpoint's "moments" holds for a value a design does not keep.
-_PLACEHOLDERS = {"m": 0.0, "v": 0.0, "coherence": 0.0, "success": 0.0, "f_last": np.nan,
-                 "v_fast": 0.0, "blend": 0.0}
-
-
-def checkpoint_moments(count: int = 0, **kept: torch.Tensor) -> dict:
-    """The "moments" of a design's state in a checkpoint (``state_dict()``).
-
-    Every design writes the same keys, count, m, v, coherence, success, f_last, v_fast
-    and blend (and v_max once it is ZO-AdaMM's own), as zominimize did when all
-    designs shared one state: the values it keeps, and a size-1 placeholder for the
-    others, so that checkpoints written before and after load in either version.
-    """
-    data = {"count": count, **{key: np.full(1, value) for key, value in _PLACEHOLDERS.items()}}
-    data.update({key: _numpy(value) for key, value in kept.items()})
-    return data
 
 
 # ---------------------------------------------------------------- l2l-zo
@@ -308,17 +256,17 @@ def _l2l_zo_export(state: L2LZOState) -> dict:
                 f_last=state.f_last, v_fast=state.v_fast, blend=state.blend)
     if moments.count:  # v_max is v itself until the first step
         kept["v_max"] = moments.v_max
-    return {"h": _numpy(state.h), "c": _numpy(state.c),
+    return {"h": numpy_copy(state.h), "c": numpy_copy(state.c),
             "moments": checkpoint_moments(moments.count, **kept)}
 
 
 def _l2l_zo_restore(data: dict, device) -> L2LZOState:
     saved = data["moments"]
-    v = _tensor(saved["v"], device)
-    v_max = _tensor(saved["v_max"] if "v_max" in saved else saved["v"], device)
+    v = tensor_copy(saved["v"], device)
+    v_max = tensor_copy(saved["v_max"] if "v_max" in saved else saved["v"], device)
     return L2LZOState(*restored_lstm_state(data, device),
-                      AdaMMState(int(saved["count"]), _tensor(saved["m"], device), v, v_max),
-                      *(_tensor(saved[key], device)
+                      AdaMMState(int(saved["count"]), tensor_copy(saved["m"], device), v, v_max),
+                      *(tensor_copy(saved[key], device)
                         for key in ("coherence", "success", "f_last", "v_fast", "blend")))
 
 
@@ -340,6 +288,9 @@ L2L_ZO_GAIN = Design(
     architecture={**L2L_ZO.architecture, "update_step": "adam-blend-slow-gain",
                   "gain": gain.ARCHITECTURE},
     make_update=lambda: GainedUpdate(L2L_ZO.make_update()), inner=L2L_ZO)
+
+#: The same update with the subspace QueryRNN.
+L2L_ZO_SUBSPACE = L2L_ZO_GAIN._replace(name="l2l-zo-subspace", query=SUBSPACE)
 
 
 # ---------------------------------------------------------------- the paper's design
@@ -371,7 +322,7 @@ def paper_step(net: CoordinateLSTM, g: torch.Tensor, f, state: PaperState,
 
 
 def _paper_export(state: PaperState) -> dict:
-    return {"h": _numpy(state.h), "c": _numpy(state.c), "moments": checkpoint_moments()}
+    return {"h": numpy_copy(state.h), "c": numpy_copy(state.c), "moments": checkpoint_moments()}
 
 
 def _paper_restore(data: dict, device) -> PaperState:
@@ -384,89 +335,27 @@ PAPER = Design(name="l2l-zo-paper", features="raw", step_form="direct", n_inputs
                make_update=lambda: CoordinateLSTM(2))
 
 
-#: The shipped designs by (features, step form), as a weight set's manifest entry names them.
-DESIGNS = {(design.features, design.step_form): design
-           for design in (L2L_ZO, L2L_ZO_GAIN, PAPER)}
+#: The designs by (features, step form, QueryRNN), as a weight set's manifest entry names
+#: them.
+DESIGNS = {(design.features, design.step_form, design.query.name): design
+           for design in (L2L_ZO, L2L_ZO_GAIN, L2L_ZO_SUBSPACE, PAPER)}
 
 
-def design_for(features: str, step_form: str) -> Design:
+def design_for(features: str, step_form: str, query: str = "scales") -> Design:
     """The design that a manifest entry or a training config names.
 
     Raises
     ------
     ValueError
-        For a pair that is not a shipped design (the retired ones are described in
-        research/experiment-log.md and reproduced at commit 8adf837).
+        For a combination that is not a design of this zominimize (the retired ones are
+        described in research/experiment-log.md and reproduced at commit 8adf837).
     """
     try:
-        return DESIGNS[(features, step_form)]
+        return DESIGNS[(features, step_form, query)]
     except KeyError:
-        known = ", ".join(f"features={f!r} with step_form={s!r}" for f, s in DESIGNS)
-        raise ValueError(f"features={features!r} with step_form={step_form!r} is not a design "
-                         f"of this zominimize (it has {known}); designs that did not ship "
-                         f"were retired: see research/experiment-log.md (reproduce at commit "
-                         f"8adf837)") from None
-
-
-# ---------------------------------------------------------------- the QueryRNN
-
-class QueryState(NamedTuple):
-    """The QueryRNN's state: (h, c), the step count and second moment of g (float64) that
-    normalise its input, and the standard deviations for the next iteration (float64)."""
-
-    h: torch.Tensor
-    c: torch.Tensor
-    count: int
-    v: torch.Tensor
-    scales: torch.Tensor
-
-
-def query_init(shape, device=None) -> QueryState:
-    """Zero state and s = 1 for coordinates of ``shape`` (..., d)."""
-    return QueryState(*lstm_state(shape, device), 0,
-                      torch.zeros(shape, dtype=torch.float64, device=device),
-                      torch.ones(shape, dtype=torch.float64, device=device))
-
-
-def normalised_scales(s: torch.Tensor) -> torch.Tensor:
-    """Standard deviations ``s`` rescaled to ||s||_2 = sqrt(d) along the last axis, so that
-    the covariance diag(s^2) has trace d, as N(0, I)'s (in place in blocked mode)."""
-    d = s.shape[-1]
-    factor = d ** 0.5 / s.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    return s.mul_(factor) if blocked(d, s.device) else s * factor
-
-
-def query_step(net: CoordinateLSTM, g: torch.Tensor, step: torch.Tensor, state: QueryState,
-               lr) -> tuple[QueryState, torch.Tensor]:
-    """One QueryRNN step after an iteration: the new state (with the scales of the next
-    iteration) and the raw output o (meta-training penalises ||o||^2).
-
-    It reads the estimate over its running (plain Adam's) RMS and the step in units of lr;
-    the scales are s = |1 + o| (float64), normalised by :func:`normalised_scales`. Like the
-    designs' steps, it runs through :func:`per_coordinate`.
-    """
-    count = state.count + 1
-    v, = per_coordinate(lambda g, v: (ema(v, g * g, BETA2),), (g, state.v), into=(state.v,))
-    peak = peak_rms(v, BETA2, count)
-
-    def observe(g, step, v, h, c):
-        rms = floored(torch.sqrt(v / (1 - BETA2 ** count)), peak)
-        out, (h, c) = net(torch.stack([g / rms, step / lr], dim=-2).float(), (h, c))
-        return (1 + out.double()).abs(), out, h, c
-
-    s, out, h, c = per_coordinate(observe, (g, step, v, state.h, state.c),
-                                  into=(state.scales, None, state.h, state.c))
-    return QueryState(h, c, count, v, normalised_scales(s)), out
-
-
-def query_export(state: QueryState) -> dict:
-    """The QueryRNN's state in a checkpoint."""
-    return {"h": _numpy(state.h), "c": _numpy(state.c),
-            "moments": checkpoint_moments(state.count, v=state.v), "scales": _numpy(state.scales)}
-
-
-def query_restore(data: dict, device) -> QueryState:
-    """The QueryRNN's state from a checkpoint."""
-    return QueryState(*restored_lstm_state(data, device),
-                      int(data["moments"]["count"]), _tensor(data["moments"]["v"], device),
-                      _tensor(data["scales"], device))
+        known = ", ".join(f"features={f!r} with step_form={s!r} and query={q!r}"
+                          for f, s, q in DESIGNS)
+        raise ValueError(f"features={features!r} with step_form={step_form!r} and "
+                         f"query={query!r} is not a design of this zominimize (it has "
+                         f"{known}); designs that did not ship were retired: see "
+                         f"research/experiment-log.md (reproduce at commit 8adf837)") from None

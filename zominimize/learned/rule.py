@@ -14,9 +14,11 @@ import numpy as np
 import torch
 
 from ..rules import Rule
+from .. import estimators
 from ..samplers import Sampler
-from .designs import Design, QueryState, query_export, query_init, query_restore, query_step
+from .designs import Design
 from .nets import CoordinateLSTM
+from .queries import QueryDesign
 
 
 #: The smallest d at which "auto" runs the networks on a GPU: below it, the GPU's fixed
@@ -64,21 +66,33 @@ def learned_rule(net: CoordinateLSTM, design: Design, lr: float, device) -> Rule
                 lambda data: design.restore(data, device))
 
 
-def learned_sampler(net: CoordinateLSTM, lr: float, ratio: float, device) -> Sampler:
-    """The QueryRNN ``net`` as a Sampler: its scales with probability ``ratio``, else s = 1.
+def learned_sampler(net: CoordinateLSTM, query: QueryDesign, lr: float, ratio: float,
+                    device) -> Sampler:
+    """The QueryRNN ``net`` of the design ``query`` as a Sampler: its directions with
+    probability ``ratio``, else the draws of the law as they are.
 
-    The coin is drawn from the run's generator, so one seed fixes it too.
+    The coin is drawn from the run's generator before the directions, so one seed fixes
+    it too; at ``ratio`` 0 or 1 no coin is drawn, so that the run's draws are those of
+    the same run without the QueryRNN.
     """
 
-    def scales(state: QueryState, rng: np.random.Generator):
-        if ratio == 0 or rng.random() >= ratio:
-            return None
-        return state.scales.cpu().numpy()
+    def draw(state, rng: np.random.Generator, law: str, rows: np.ndarray) -> bool:
+        use = ratio == 1 or (ratio > 0 and rng.random() < ratio)
+        if use and not query.usable(state):
+            return False
+        estimators.draw_directions(rng, law, rows)
+        if use:
+            directions = torch.from_numpy(rows)  # the design writes into the rows
+            with torch.no_grad():
+                shaped = query.directions(state, directions)
+            if shaped is not directions:
+                rows[...] = shaped.numpy()
+        return True
 
     @torch.no_grad()
-    def observe(state: QueryState, g: np.ndarray, step: np.ndarray) -> QueryState:
-        return query_step(net, torch.as_tensor(g, device=device),
-                          torch.as_tensor(step, device=device), state, lr)[0]
+    def observe(state, g: np.ndarray, step: np.ndarray):
+        return query.observe(net, torch.as_tensor(g, device=device),
+                             torch.as_tensor(step, device=device), state, lr)[0]
 
-    return Sampler(lambda d: query_init((d,), device), scales, observe, query_export,
-                   lambda data: query_restore(data, device))
+    return Sampler(lambda d: query.init((d,), device), draw, observe, query.export,
+                   lambda data: query.restore(data, device))

@@ -31,7 +31,8 @@ def architecture(design) -> dict:
     (and as :func:`load` compares with the manifest's)."""
     from .nets import HEAD_SCALE, HIDDEN
     return {"cell": "lstm", "hidden": HIDDEN, "inputs": 2, "bias": False,
-            "head_scale": HEAD_SCALE, "nets": ["update", "query"], **design.architecture}
+            "head_scale": HEAD_SCALE, "nets": ["update", "query"], **design.architecture,
+            **design.query.architecture}
 
 
 def shipped_dirs() -> list[Path]:
@@ -93,8 +94,9 @@ def read_manifest(path: Path) -> dict:
 def check_entry(manifest_path: Path, name: str, entry) -> None:
     """Raise WeightsError unless the manifest entry of set ``name`` has fields of the right type.
 
-    "file" and "sha256" are required strings, "features" and "step_form" optional
-    strings (by default "rms" and "direct", as written before they existed),
+    "file" and "sha256" are required strings, "features", "step_form" and "query"
+    optional strings (by default "rms", "direct" and "scales", as written before they
+    existed),
     "architecture" an object, "training" an optional object.
     """
     where = f"{manifest_path}: weight set {name!r}"
@@ -106,7 +108,7 @@ def check_entry(manifest_path: Path, name: str, entry) -> None:
     if not (isinstance(digest, str) and len(digest) == 64
             and all(c in "0123456789abcdef" for c in digest)):
         raise WeightsError(f"{where}: 'sha256' must be 64 lowercase hex digits, got {digest!r}")
-    for key in ("features", "step_form"):
+    for key in ("features", "step_form", "query"):
         if key in entry and not isinstance(entry[key], str):
             raise WeightsError(f"{where}: {key!r} must be a string, got {entry[key]!r}")
     if not isinstance(entry.get("architecture"), dict):
@@ -206,9 +208,10 @@ _CACHED_FILES = 16
 
 
 def design_of(entry: dict):
-    """The design a manifest entry names by its "features" and "step_form"."""
+    """The design a manifest entry names by its "features", "step_form" and "query"."""
     from .designs import design_for
-    return design_for(entry.get("features", "rms"), entry.get("step_form", "direct"))
+    return design_for(entry.get("features", "rms"), entry.get("step_form", "direct"),
+                      entry.get("query", "scales"))
 
 
 def load(location: str | None = None, name: str | None = None) -> tuple[dict, dict]:
@@ -331,6 +334,8 @@ def save(folder: Path, name: str, nets: tuple, design, training: dict) -> Path:
                                      "architecture": architecture(design),
                                      "features": design.features,
                                      "step_form": design.step_form,
+                                     **({"query": design.query.name}
+                                        if design.query.name != "scales" else {}),
                                      "training": training}
         handle, temporary = tempfile.mkstemp(dir=folder, prefix=".manifest.", suffix=".tmp")
         with os.fdopen(handle, "w") as out:

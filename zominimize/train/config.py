@@ -58,35 +58,23 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
-class ControllerConfig:
-    """The controller stage of a gained design (see zominimize.train.controller): ES
-    iterations (0: no stage), antithetic pairs, noise scale and Adam step of theta, run
-    length, tasks per batch and batches per iteration, the share of digits attacks and
-    their image sides, the lr spread (10^U(-lr_decades, lr_decades) times the default),
-    the dimensions of the family tasks, how often to validate, their augmentation, and
-    over how many last iterations theta is averaged into the stage's result (0: the last
-    theta)."""
+class EvolutionConfig:
+    """What an ES stage over whole runs shares: iterations (0: no stage), antithetic pairs,
+    noise scale and Adam step of theta, the run length, task batches per iteration, how
+    often to validate, and over how many last iterations theta is averaged into the
+    stage's result (0: the last theta)."""
 
     iterations: int = 0
     pairs: int = 8
     sigma: float = 0.1
     lr: float = 0.03
     steps: int = 200
-    batch: int = 4
     batches: int = 2
-    attack_share: float = 0.5
-    attack_sides: tuple = (8, 16, 28)
-    lr_decades: float = 1.2
-    dims: tuple = (30, 100, 300)
     validate_every: int = 25
-    x_scale_range: tuple = (-1.0, 1.0)
-    coordinate_scale_range: tuple = (-0.5, 0.5)
-    box_fraction: float = 0.2
-    minority_fraction: float = 0.2
     average_last: int = 0
 
-    def __post_init__(self):
-        where = "controller"
+    def check(self, where: str) -> None:
+        """Raise ValueError, naming the table ``where``, for a value out of range."""
         if not (self.iterations == 0 or _is_positive_integer(self.iterations)):
             raise ValueError(f"{where}.iterations must be a non-negative integer, "
                              f"got {self.iterations!r}")
@@ -94,13 +82,38 @@ class ControllerConfig:
                 or self.average_last > self.iterations:
             raise ValueError(f"{where}.average_last must be an integer from 0 to iterations "
                              f"({self.iterations}), got {self.average_last!r}")
-        for key in ("pairs", "steps", "batch", "batches", "validate_every"):
+        for key in ("pairs", "steps", "batches", "validate_every"):
             if not _is_positive_integer(getattr(self, key)):
                 raise ValueError(f"{where}.{key} must be a positive integer, "
                                  f"got {getattr(self, key)!r}")
         for key in ("sigma", "lr"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"{where}.{key} must be > 0, got {getattr(self, key)!r}")
+
+
+@dataclass(frozen=True)
+class ControllerConfig(EvolutionConfig):
+    """The controller stage of a gained design (see zominimize.train.controller): the ES
+    keys of :class:`EvolutionConfig`, and the tasks it draws (which the query stage draws
+    too): tasks per batch, the share of digits attacks and their image sides, the lr
+    spread (10^U(-lr_decades, lr_decades) times the default), the dimensions of the family
+    tasks and their augmentation."""
+
+    batch: int = 4
+    attack_share: float = 0.5
+    attack_sides: tuple = (8, 16, 28)
+    lr_decades: float = 1.2
+    dims: tuple = (30, 100, 300)
+    x_scale_range: tuple = (-1.0, 1.0)
+    coordinate_scale_range: tuple = (-0.5, 0.5)
+    box_fraction: float = 0.2
+    minority_fraction: float = 0.2
+
+    def __post_init__(self):
+        where = "controller"
+        self.check(where)
+        if not _is_positive_integer(self.batch):
+            raise ValueError(f"{where}.batch must be a positive integer, got {self.batch!r}")
         if not self.lr_decades >= 0:
             raise ValueError(f"{where}.lr_decades must be >= 0, got {self.lr_decades!r}")
         for key in ("attack_share", "box_fraction", "minority_fraction"):
@@ -119,6 +132,19 @@ class ControllerConfig:
 
 
 @dataclass(frozen=True)
+class QueryStageConfig(EvolutionConfig):
+    """The query stage of a design with the subspace QueryRNN (see
+    zominimize.train.query_stage): the ES keys of :class:`EvolutionConfig`; its tasks are
+    the controller stage's."""
+
+    sigma: float = 0.1
+    lr: float = 0.01
+
+    def __post_init__(self):
+        self.check("query_stage")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines a training run; the same config and seed give the same
     weights. The TOML keys are these fields (``stage1``, ``stage2`` and ``controller`` as
@@ -127,6 +153,7 @@ class TrainConfig:
     name: str = "l2l-zo"
     features: str = "rms-max-coherence-success"  # with step_form: the design
     step_form: str = "adam-blend-slow"           # (see zominimize.learned.designs)
+    query: str = "scales"                        # the QueryRNN (zominimize.learned.queries)
     seed: int = 0
     q: int = 20
     steps: int = 200                 # T, optimizer steps per episode
@@ -156,6 +183,7 @@ class TrainConfig:
     stage1: StageConfig = StageConfig(episodes=300, lr=1e-3)
     stage2: StageConfig = StageConfig(episodes=150, lr=5e-3, penalty=0.005)
     controller: ControllerConfig = ControllerConfig()  # a gained design's third stage
+    query_stage: QueryStageConfig = QueryStageConfig()  # the subspace QueryRNN's stage
     validate_every: int = 25
     validation_tasks: int = 4        # per family, each a batch of one dimension
     validation_seed: int = 10_000
@@ -164,7 +192,7 @@ class TrainConfig:
         for key in ("meta_loss", "selection"):
             if (key, getattr(self, key)) in RETIRED_VALUES:
                 raise ValueError(f"{key} {getattr(self, key)!r} {_RETIRED}")
-        design_for(self.features, self.step_form)
+        design_for(self.features, self.step_form, self.query)
         if self.meta_loss not in META_LOSSES:
             raise ValueError(f"meta_loss must be one of {META_LOSSES}, got {self.meta_loss!r}")
         if self.selection != "mean":
@@ -190,6 +218,12 @@ class TrainConfig:
             raise ValueError(f"controller.iterations = {self.controller.iterations} trains a "
                              f"step-size controller, which step_form={self.step_form!r} does "
                              f"not have (a gained design's step form ends in '-gain')")
+        if self.stage2.episodes and self.query != "scales":
+            raise ValueError(f"stage2 trains the QueryRNN through its scales, which the "
+                             f"{self.query!r} QueryRNN does not have: set stage2.episodes = 0")
+        if self.query_stage.iterations and self.query != "subspace":
+            raise ValueError(f"query_stage trains the subspace QueryRNN: it needs "
+                             f"query = 'subspace', got {self.query!r}")
         if self.steps % self.truncation:
             raise ValueError(f"steps ({self.steps}) must be a multiple of truncation "
                              f"({self.truncation})")
@@ -222,7 +256,7 @@ class TrainConfig:
     @property
     def design(self):
         """The design this config trains (:class:`zominimize.learned.designs.Design`)."""
-        return design_for(self.features, self.step_form)
+        return design_for(self.features, self.step_form, self.query)
 
     @property
     def batches(self) -> tuple:
@@ -239,7 +273,7 @@ class TrainConfig:
 
 
 #: The tables of a config (sub-configs), whose keys are filled one by one.
-TABLES = ("stage1", "stage2", "controller")
+TABLES = ("stage1", "stage2", "controller", "query_stage")
 
 
 def with_defaults(recorded: dict) -> dict:
@@ -277,10 +311,12 @@ def load_config(path: str | Path) -> TrainConfig:
         for stage in ("stage1", "stage2"):
             if stage in raw:
                 raw[stage] = StageConfig(**raw[stage])
-        if "controller" in raw:
-            table = {key: tuple(value) if isinstance(value, list) else value
-                     for key, value in raw["controller"].items()}
-            raw["controller"] = ControllerConfig(**table)
+        for name, kind in (("controller", ControllerConfig),
+                           ("query_stage", QueryStageConfig)):
+            if name in raw:
+                table = {key: tuple(value) if isinstance(value, list) else value
+                         for key, value in raw[name].items()}
+                raw[name] = kind(**table)
     except TypeError as exc:  # an unknown key in a table
         raise ValueError(f"{path}: {exc}") from None
     for key in ("dims", "f_scale", "batch") + OPTIONAL_RANGES + RANGES:

@@ -4,7 +4,9 @@ Stage 1 trains the UpdateRNN with N(0, I) queries; stage 2 freezes it and trains
 QueryRNN; both by truncated backpropagation. A design under a step-size controller (a
 gained design, :mod:`zominimize.learned.gain`) trains its inner design's nets in stages 1
 and 2, then its controller in a third stage, by evolution strategies over whole runs
-(:mod:`zominimize.train.controller`). An episode draws ``cells_per_episode`` task batches
+(:mod:`zominimize.train.controller`); a design with the subspace QueryRNN trains that in a
+fourth stage, by the same ES (:mod:`zominimize.train.query_stage`; stage 2 is for the
+scales QueryRNN). An episode draws ``cells_per_episode`` task batches
 (each of one family and dimension, drawn on its own), runs T optimizer steps on each side
 by side, and takes one outer Adam step every ``truncation`` steps on the mean of their
 meta-losses, gradients clipped elementwise to [-1, 1] (the paper's settings). The
@@ -47,10 +49,13 @@ from ..learned.designs import make_nets
 from . import tasks
 from .config import TrainConfig, with_defaults
 from .controller import ControllerStage
+from .query_stage import QueryStage
 from .unroll import (ZO_ADAMM, UnrollSettings, detach, estimate, initial_state, project,
                      step_sizes, unroll_step)
 
-STAGES = ("stage1", "stage2", "controller")
+STAGES = ("stage1", "stage2", "controller", "query_stage")
+#: The stages trained by evolution strategies over whole runs.
+ES_STAGES = STAGES[2:]
 #: The stages trained by truncated backpropagation (episodes).
 BPTT_STAGES = STAGES[:2]
 
@@ -61,6 +66,7 @@ def unroll_settings(config: TrainConfig, stage: str) -> UnrollSettings:
     return UnrollSettings(q=config.q, base_step=config.base_step,
                           mu_relative=config.mu_relative,
                           design=config.design.inner or config.design,
+                          query=config.design.query,
                           use_query=stage == "stage2", train_query=stage == "stage2")
 
 
@@ -243,6 +249,8 @@ class Trainer:
                          "seconds": 0.0}
         self.controller = ControllerStage(config, self.update_net) \
             if config.design.inner is not None else None
+        self.query_stage = QueryStage(config, self.update_net, self.query_net) \
+            if config.query_stage.iterations else None
         self.optimizer = self._optimizer(STAGES[0])
 
     @property
@@ -271,6 +279,7 @@ class Trainer:
                     "update": self.update_net.state_dict(), "query": self.query_net.state_dict(),
                     "optimizer": self.optimizer.state_dict() if self.optimizer else None,
                     "controller": self.controller.state_dict() if self.controller else None,
+                    "query_stage": self.query_stage.state_dict() if self.query_stage else None,
                     "gen": self.gen.get_state()},
                    self.checkpoint)
 
@@ -287,8 +296,9 @@ class Trainer:
         self.optimizer = self._optimizer(self.progress["stage"])
         if self.optimizer is not None:
             self.optimizer.load_state_dict(saved["optimizer"])
-        if self.controller is not None and saved.get("controller") is not None:
-            self.controller.load_state_dict(saved["controller"])
+        for stage in (self.controller, self.query_stage):
+            if stage is not None and saved.get(stage.name) is not None:
+                stage.load_state_dict(saved[stage.name])
         self.gen.set_state(saved["gen"])
         return True
 
@@ -303,8 +313,8 @@ class Trainer:
             if stage != self.progress["stage"]:
                 self.progress.update(stage=stage, episode=0)
                 self.optimizer = self._optimizer(stage)
-            if stage == "controller":
-                self._run_controller(started, report)
+            if stage in ES_STAGES:
+                self._run_evolution(getattr(self, stage), started, report)
                 continue
             self._run_stage(stage, started, report, bar)
             best = self.progress["best"].get(stage)
@@ -331,16 +341,17 @@ class Trainer:
             if (episode + 1) % self.config.validate_every == 0 or episode + 1 == spec.episodes:
                 self._validate(stage, episode + 1, started, report)
 
-    def _run_controller(self, started: float, report) -> None:
-        """The controller stage (a gained design whose config asks for it)."""
-        if self.controller is None or not self.config.controller.iterations:
+    def _run_evolution(self, stage, started: float, report) -> None:
+        """An ES stage (the controller's of a gained design, the subspace QueryRNN's),
+        when the design has it and the config asks for it."""
+        if stage is None or not stage.spec.iterations:
             return
 
         def checkpoint():
             self.progress["seconds"] = time.perf_counter() - started
             self.save_checkpoint()
 
-        self.controller.run(checkpoint, report, started)
+        stage.run(checkpoint, report, started)
 
     def _validate(self, stage: str, episode: int, started: float, report) -> None:
         """Score the nets on the held-out tasks, keep them if they are the stage's best
@@ -381,10 +392,11 @@ class Trainer:
                     "validation": best,
                     "episodes": {s: getattr(self.config, s).episodes for s in BPTT_STAGES},
                     "torch": torch.__version__}
-        if self.controller is not None and self.controller.history:
-            training["controller"] = {
-                "iterations": self.controller.iteration,
-                "validation": {str(row["iteration"]): row["validation"]
-                               for row in self.controller.history if "validation" in row}}
+        for stage in (self.controller, self.query_stage):
+            if stage is not None and stage.history:
+                training[stage.name] = {
+                    "iterations": stage.iteration,
+                    "validation": {str(row["iteration"]): row["validation"]
+                                   for row in stage.history if "validation" in row}}
         return weights.save(self.out, self.config.name, (self.update_net, self.query_net),
                             self.config.design, training)

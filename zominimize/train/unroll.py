@@ -23,8 +23,9 @@ from typing import Any, Callable, NamedTuple
 import torch
 
 from .._call import MU_RELATIVE, default_step
-from ..learned.designs import L2L_ZO, Design, QueryState, query_init, query_step
+from ..learned.designs import L2L_ZO, Design
 from ..learned.nets import CoordinateLSTM
+from ..learned.queries import SCALES, QueryDesign
 from ..methods import ADAMM_OPTIONS
 from ..rules import AdaMMState, adamm_moments, adamm_step
 
@@ -46,7 +47,8 @@ class UnrollSettings:
     base_step: float = 0.1        # lr = base_step * x_scale * sqrt(q / (q + d))
     mu_relative: float = MU_RELATIVE  # mu = mu_relative * x_scale
     design: Design | Stepper = L2L_ZO  # what steps: a learned design, or ZO_ADAMM
-    use_query: bool = False       # queries along the QueryRNN's scales
+    query: QueryDesign = SCALES   # the QueryRNN's design
+    use_query: bool = False       # queries along the QueryRNN's directions
     train_query: bool = False     # let the meta-gradient reach the QueryRNN
 
 
@@ -56,7 +58,7 @@ class RunState(NamedTuple):
 
     x: torch.Tensor
     update: Any
-    query: QueryState
+    query: Any
 
 
 def step_sizes(x0: torch.Tensor, settings: UnrollSettings,
@@ -78,7 +80,8 @@ def step_sizes(x0: torch.Tensor, settings: UnrollSettings,
 def initial_state(x0: torch.Tensor, settings: UnrollSettings) -> RunState:
     """Zero states and s = 1: every run starts from scratch."""
     shape, device = tuple(x0.shape), x0.device
-    return RunState(x0.clone(), settings.design.init(shape, device), query_init(shape, device))
+    return RunState(x0.clone(), settings.design.init(shape, device),
+                    settings.query.init(shape, device))
 
 
 def detach(state):
@@ -152,7 +155,7 @@ def unroll_step(fun, state: RunState, eps: torch.Tensor, update_net: CoordinateL
     tuple
         (new state, estimate g, step, QueryRNN output o or None).
     """
-    u = eps * state.query.scales if settings.use_query else eps
+    u = settings.query.directions(state.query, eps) if settings.use_query else eps
     if not settings.train_query:
         u = u.detach()
     g, f_x = estimate(fun, state.x.detach(), u, mu, box, noise, z,
@@ -160,7 +163,8 @@ def unroll_step(fun, state: RunState, eps: torch.Tensor, update_net: CoordinateL
     step, update = settings.design.step(update_net, g, f_x, state.update, lr)
     query, out = state.query, None
     if settings.use_query:
-        query, out = query_step(query_net, g.detach(), step.detach(), state.query, lr)
+        query, out = settings.query.observe(query_net, g.detach(), step.detach(), state.query,
+                                            lr)
     return RunState(project(state.x + step, box), update, query), g, step, out
 
 
