@@ -319,6 +319,3 @@ SUBSPACE = QueryDesign(
     restore=subspace_restore, default_ratio=1.0,
     architecture={"query": "subspace", "query_inputs": 3, "subspace_directions":
                   SUBSPACE_DIRECTIONS, "beta_mean": BETA_MEAN, "split_offset": SPLIT_OFFSET})
-
-#: The query designs by name.
-QUERY_DESIGNS = {design.name: design for design in (SCALES, SUBSPACE)}

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..rules import Rule
 from .. import estimators
+from ..rules import Rule
 from ..samplers import Sampler
 from .designs import Design
 from .nets import CoordinateLSTM
