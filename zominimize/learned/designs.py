@@ -31,7 +31,7 @@ from .blocks import per_coordinate
 from .gain import GainedUpdate, GainState, with_gain
 from .nets import CoordinateLSTM
 from .queries import SCALES, SUBSPACE, QueryDesign
-from .pieces import (checkpoint_moments, floored, lstm_state, numpy_copy, peak_rms,
+from .pieces import (checkpoint_moments, cosine, floored, lstm_state, numpy_copy, peak_rms,
                      restored_lstm_state, tensor_copy)
 
 #: ZO-AdaMM's decays (those of the ``zo-adamm`` method's defaults).
@@ -115,13 +115,6 @@ def corrected_since_second_step(running: torch.Tensor, beta: float, count: int,
     if observed == 0:
         return torch.full_like(running, before)
     return running / (1 - beta ** observed)
-
-
-def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """cos(a, b) along the last axis, kept as a size-1 axis; 0 where either is zero."""
-    norms = a.norm(dim=-1, keepdim=True) * b.norm(dim=-1, keepdim=True)
-    dot = (a * b).sum(-1, keepdim=True)
-    return torch.where(norms > 0, dot / norms.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
 
 
 def coherence_update(running: torch.Tensor, g: torch.Tensor,

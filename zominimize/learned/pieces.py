@@ -1,5 +1,6 @@
 """Small pieces that the learned designs and the QueryRNNs share: LSTM states, the floored
-RMS that normalises their inputs, and the copies a checkpoint takes and restores."""
+RMS that normalises their inputs, the cosine of two estimates, and the copies a
+checkpoint takes and restores."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ def floored(rms: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
     from :func:`peak_rms`): an RMS to divide by that keeps the quotient scale-free and
     finite."""
     return rms + RELATIVE_FLOOR * peak.clamp_min(torch.finfo(torch.float64).tiny)
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """cos(a, b) along the last axis, kept as a size-1 axis; 0 where either is zero."""
+    norms = a.norm(dim=-1, keepdim=True) * b.norm(dim=-1, keepdim=True)
+    dot = (a * b).sum(-1, keepdim=True)
+    return torch.where(norms > 0, dot / norms.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -32,7 +32,7 @@ import torch
 from ..rules import ema
 from .blocks import blocked, per_coordinate
 from .nets import CoordinateLSTM
-from .pieces import (checkpoint_moments, floored, lstm_state, numpy_copy, peak_rms,
+from .pieces import (checkpoint_moments, cosine, floored, lstm_state, numpy_copy, peak_rms,
                      restored_lstm_state, tensor_copy)
 
 #: Adam's second-moment decay, which the scales design's input normalisation uses.
@@ -269,11 +269,8 @@ def subspace_features(g: torch.Tensor, state: SubspaceState) -> torch.Tensor:
     basis, valid = subspace_basis(state.mean, state.last)
     norm2 = _dot(g, g).clamp_min(torch.finfo(torch.float64).tiny)
     share = torch.einsum("...kd,...d->...k", basis, g).pow(2).sum(-1, keepdim=True) / norm2
-    norms = g.norm(dim=-1, keepdim=True) * state.mean.norm(dim=-1, keepdim=True)
-    cosine = torch.where(norms > 0, _dot(g, state.mean)
-                         / norms.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
     split = torch.where(state.split & valid, 1.0, -1.0)
-    return torch.stack([2 * share - 1, cosine, split], dim=-2)
+    return torch.stack([2 * share - 1, cosine(g, state.mean), split], dim=-2)
 
 
 def subspace_step(net: CoordinateLSTM, g: torch.Tensor, step: torch.Tensor,

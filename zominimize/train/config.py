@@ -137,7 +137,6 @@ class QueryStageConfig(EvolutionConfig):
     zominimize.train.query_stage): the ES keys of :class:`EvolutionConfig`; its tasks are
     the controller stage's."""
 
-    sigma: float = 0.1
     lr: float = 0.01
 
     def __post_init__(self):
