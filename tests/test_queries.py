@@ -196,7 +196,34 @@ def test_a_run_splits_its_queries_and_shares_the_draws_of_its_ablation(subspace_
     assert split >= 8
 
 
-def test_a_subspace_run_resumes_exactly(subspace_weights):
+@pytest.mark.parametrize("estimator", ["forward", "antithetic"])
+def test_the_screening_keeps_a_split_iterations_subspace_values_and_catches_a_glitch(
+        subspace_weights, estimator):
+    """Near the minimum nearly all of the gradient lies in the subspace, so its two values
+    lie far outside the others' spread: their reach keeps them in the estimate (a clean run
+    is the one without screening, bit for bit), while a hostile value among them, or
+    anywhere else in a split iteration, is still left out."""
+    options = dict(weights=str(subspace_weights), seed=0, device="cpu", q=5, maxiter=300,
+                   estimator=estimator)
+    runs = [zominimize.minimize(quadratic, np.zeros(4), method="l2l-zo",
+                                options={**options, "outlier_factor": factor})
+            for factor in (1e3, np.inf)]
+    assert runs[0].nfev_outliers == 0 and runs[0].fun < 1e-4
+    np.testing.assert_array_equal(runs[0].x_last, runs[1].x_last)
+    opt = zominimize.ZOOptimizer("l2l-zo", np.zeros(4), **options)
+    while not bool(opt._sampler_state.split):  # on to the first split iteration
+        points = opt.ask()
+        opt.tell(points, [quadratic(p) for p in points])
+    state = opt.state_dict()
+    for row in range(opt.ask().shape[0]):
+        glitched = zominimize.ZOOptimizer("l2l-zo", np.zeros(4), **options)
+        glitched.load_state_dict(state)
+        points = glitched.ask()
+        values = [1e10 if i == row else quadratic(p) for i, p in enumerate(points)]
+        glitched.tell(points, values)
+        assert glitched.result().nfev_outliers == 1
+        assert np.all(np.abs(glitched.x) < 10)
+
     options = dict(weights=str(subspace_weights), seed=1, device="cpu", maxiter=40)
     whole = zominimize.ZOOptimizer("l2l-zo", np.zeros(D), **options)
     part = zominimize.ZOOptimizer("l2l-zo", np.zeros(D), **options)

@@ -92,6 +92,24 @@ def test_only_a_minority_far_from_the_others_is_an_outlier():
     assert not outliers(np.array([0.0, 1e-3, -2e-3, 1e9]), np.inf).any()
 
 
+def test_values_along_known_directions_are_judged_by_their_reach():
+    """A split iteration's two subspace values (reach > 0) may lie far outside the random
+    directions' spread, as far as their reach allows; a hostile value does not, wherever
+    it lies, and a random direction's value is still judged by the spread."""
+    outliers = zominimize.estimators.outliers
+    reach = np.array([0.0, 0.5, 0.5, 0, 0, 0])
+    clean = np.array([1.0, 1.3, 0.8, 1 + 1e-6, 1 - 2e-6, 1 + 1e-6])
+    assert outliers(clean, 1e3).tolist() == [0, 1, 1, 0, 0, 0]  # without the reach
+    assert not outliers(clean, 1e3, reach).any()
+    for i in range(6):
+        hostile = clean.copy()
+        hostile[i] = 1e6
+        assert outliers(hostile, 1e3, reach).tolist() == [j == i for j in range(6)]
+    plateau = np.array([1.0, 1.3, 1e6, 1.0, 1.0, 1.0])  # spread 0: the reach still judges
+    assert outliers(plateau, 1e3, reach).tolist() == [0, 0, 1, 0, 0, 0]
+    assert not outliers(plateau, np.inf, reach).any()
+
+
 def test_outlier_factor_is_checked():
     with pytest.raises(ValueError, match="outlier_factor must be a positive number or inf, got 0"):
         zominimize.minimize(quadratic, np.zeros(2), method="zo-adamm",
@@ -144,7 +162,7 @@ def test_a_non_finite_step_of_a_classic_rule_restarts_it_from_the_best_point():
 def test_non_finite_query_directions_hand_over_to_the_standard_sampler():
     opt = ZOOptimizer("l2l-zo", np.zeros(4), seed=0, maxiter=20, query_ratio=1.0)
     sampler = opt._sampler
-    opt._sampler = sampler._replace(draw=lambda state, rng, law, rows: False)
+    opt._sampler = sampler._replace(draw=lambda state, rng, law, rows: None)
     points = drive(opt, quadratic, 20)
     assert all(np.isfinite(p).all() for p in points)
     assert opt.fallback.startswith("guard: non-finite query directions")

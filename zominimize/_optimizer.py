@@ -125,6 +125,7 @@ class ZOOptimizer:
         self._pending: np.ndarray | None = None
         self._workspace: np.ndarray | None = None  # the points buffer, reused
         self._rng_state_at_ask: dict | None = None
+        self._reach: np.ndarray | None = None  # of the pending directions (see Sampler)
 
     @property
     def method(self) -> str:
@@ -211,12 +212,16 @@ class ZOOptimizer:
 
     def _query_points(self, q: int) -> np.ndarray | None:
         """The points of the next iteration, with q directions drawn by the sampler (None
-        when it cannot serve)."""
+        when it cannot serve); their reach is kept for the outlier screening."""
         s, state = self._settings, self._sampler_state
-        return estimators.query_points(
-            self._rng, self._x, q, s["mu"], s["directions"], s["estimator"], self._box,
-            out=self._workspace,
-            draw=lambda rng, law, rows: self._sampler.draw(state, rng, law, rows))
+
+        def draw(rng, law, rows) -> bool:
+            self._reach = self._sampler.draw(state, rng, law, rows)
+            return self._reach is not None
+
+        return estimators.query_points(self._rng, self._x, q, s["mu"], s["directions"],
+                                       s["estimator"], self._box, out=self._workspace,
+                                       draw=draw)
 
     def tell(self, points, values) -> None:
         """Report the values of the points returned by ``ask()`` and take one step.
@@ -272,7 +277,9 @@ class ZOOptimizer:
     def _outliers(self, values: np.ndarray) -> np.ndarray:
         """Mask of the values too far from the others to enter the estimate (see the
         ``outlier_factor`` option)."""
-        far = estimators.outliers(values, self._settings["outlier_factor"])
+        s = self._settings
+        reach = estimators.value_reach(self._reach, s["mu"], s["estimator"])
+        far = estimators.outliers(values, s["outlier_factor"], reach)
         self._nfev_outliers += int(far.sum())
         return far
 

@@ -120,34 +120,56 @@ def estimate_gradient(x: np.ndarray, points: np.ndarray, values: np.ndarray, mu:
     return g, used
 
 
-def outliers(values: np.ndarray, factor: float) -> np.ndarray:
-    """Mask of the finite ``values`` farther than ``factor`` spreads from their median,
-    when they are a minority of them; else no value.
+def outliers(values: np.ndarray, factor: float, reach: np.ndarray | None = None) -> np.ndarray:
+    """Mask of the finite ``values`` too far from the others to enter the estimate, when
+    they are a minority of them; else no value.
 
-    The spread is the median absolute deviation of the finite values from their
-    median: one iteration's values scatter around f(x) by about mu |grad f|, and
-    a single hostile value (a glitch, an overflow, a penalty) moves neither the
-    median nor the spread. When most values are far, there is no outlier to speak
-    of, and none is rejected; a spread of 0 (a plateau) or ``factor`` inf rejects
-    nothing either.
+    The values of random directions are judged against each other: one iteration's
+    values scatter around f(x) by about mu |grad f|, so their spread is the median
+    absolute deviation from their median, which a single hostile value (a glitch, an
+    overflow, a penalty) moves neither; those farther than ``factor`` spreads from the
+    median are outliers. A spread of 0 (a plateau) rejects none of them.
+
+    ``reach`` (one number per value, or None) marks the values measured along directions
+    chosen from the run's own estimates (a split iteration's subspace) with how far from
+    f(x) those estimates let them lie; 0 for a random direction. Such a value can carry
+    nearly all of the gradient, far outside the random directions' spread, so it does not
+    enter the median and spread, and is an outlier when farther from the median than
+    ``factor`` times the larger of the spread and its reach.
+
+    With fewer than 3 finite values, or ``factor`` inf, nothing is rejected.
     """
     none = np.zeros(values.shape, dtype=bool)
     finite = np.isfinite(values)
     count = int(finite.sum())
     if factor == np.inf or count < 3:
         return none
-    kept = values[finite] if count < values.size else values
-    if np.abs(kept).max() < 1e307:  # no difference can overflow
-        deviation = np.abs(kept - _median(kept))
-    else:
-        with np.errstate(over="ignore"):
-            deviation = np.abs(kept - _median(kept))
-    spread = _median(deviation)
-    far = deviation > factor * spread  # a Python float product: inf, never an error
-    if spread == 0 or 2 * int(far.sum()) >= count:
+    measured = none if reach is None else finite & (reach > 0)
+    random = finite & ~measured
+    kept = values[random] if not random.all() else values
+    if kept.size == 0:
         return none
-    none[finite] = far
-    return none
+    center = _median(kept)
+    with np.errstate(over="ignore", invalid="ignore"):  # differences of huge values: inf
+        deviation = np.abs(values - center)
+        spread = _median(deviation[random]) if kept.size >= 3 else 0.0
+        far = random & (deviation > factor * spread) if spread > 0 else none.copy()
+        if measured.any():
+            far |= measured & (deviation > factor * np.maximum(spread, reach))
+    if 2 * int(far.sum()) >= count:
+        return none
+    return far
+
+
+def value_reach(reach: np.ndarray | None, mu: float, estimator: str) -> np.ndarray | None:
+    """The reach of each value of an iteration, from its directions' (a sampler's, per
+    direction, in units of mu): how far from f(x) the run's estimates let it lie; None
+    when every direction is random."""
+    if reach is None or not reach.any():
+        return None
+    if estimator == "forward":
+        return mu * np.concatenate([[0.0], reach])
+    return mu * np.concatenate([reach, reach])
 
 
 def _median(v: np.ndarray) -> float:

@@ -4,9 +4,13 @@ A sampler draws the q directions of an iteration, keeping E[(1/q) sum_i u_i u_i^
 so that the estimators stay unbiased. Like a rule, it is a set of pure functions around
 an explicit state:
 
-* ``draw(state, rng, law, rows) -> bool`` fills the (q, d) ``rows`` with the directions
-  of the next iteration (``law`` is the ``directions`` option, "gaussian" or "sphere"),
-  or returns False when its state cannot serve (non-finite);
+* ``draw(state, rng, law, rows) -> reach`` fills the (q, d) ``rows`` with the directions
+  of the next iteration (``law`` is the ``directions`` option, "gaussian" or "sphere")
+  and returns their reach, (q,): 0 for a random direction; for one the sampler chose
+  from the run's estimates, how large those let its difference quotient
+  |f(x + mu u) - f(x)| / mu be, which the outlier screening allows it
+  (:func:`zominimize.estimators.outliers`). It returns None when its state cannot
+  serve (non-finite);
 * ``observe(state, g, step) -> state`` after the step, with that iteration's estimate g
   and the step taken.
 """
@@ -22,15 +26,15 @@ from .estimators import draw_directions
 
 class Sampler(NamedTuple):
     init: Callable[[int], Any]
-    draw: Callable[[Any, np.random.Generator, str, np.ndarray], bool]
+    draw: Callable[[Any, np.random.Generator, str, np.ndarray], np.ndarray | None]
     observe: Callable[[Any, np.ndarray, np.ndarray], Any]
     export: Callable[[Any], dict]
     restore: Callable[[dict], Any]
 
 
-def _draw_standard(state, rng: np.random.Generator, law: str, rows: np.ndarray) -> bool:
+def _draw_standard(state, rng: np.random.Generator, law: str, rows: np.ndarray) -> np.ndarray:
     draw_directions(rng, law, rows)
-    return True
+    return np.zeros(rows.shape[0])
 
 
 def standard() -> Sampler:

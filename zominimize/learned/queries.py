@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
+import numpy as np
 import torch
 
 from ..rules import ema
@@ -62,10 +63,14 @@ class QueryDesign(NamedTuple):
     init : callable
         ``init(shape, device) -> state`` for coordinates of ``shape`` (..., d).
     directions : callable
-        ``directions(state, eps) -> u``: the directions (q, ..., d) from the standard
-        draws eps (float64), in place in eps when eps is (q, d) and no autograd runs.
-        The draws may lie on another device than the state (the CPU at inference): what
-        they need of the state (O(d) numbers) goes to theirs.
+        ``directions(state, eps) -> (u, reach)``: the directions (q, ..., d) from the
+        standard draws eps (float64), in place in eps when eps is (q, d) and no autograd
+        runs. The draws may lie on another device than the state (the CPU at inference):
+        what they need of the state (O(d) numbers) goes to theirs. ``reach`` is None
+        when every direction is random (always in batched calls), else a numpy array
+        (q,): for each direction chosen from the run's estimates, how large the
+        estimates let its difference quotient |f(x + mu u) - f(x)| / mu be; 0 for the
+        random ones (see :func:`zominimize.estimators.outliers`).
     usable : callable
         ``usable(state) -> bool``: whether its directions are finite and of full rank.
     observe : callable
@@ -155,11 +160,11 @@ def query_step(net: CoordinateLSTM, g: torch.Tensor, step: torch.Tensor, state: 
     return QueryState(h, c, count, v, normalised_scales(s)), out
 
 
-def _scaled(state: QueryState, eps: torch.Tensor) -> torch.Tensor:
+def _scaled(state: QueryState, eps: torch.Tensor) -> tuple[torch.Tensor, None]:
     scales = state.scales.to(eps.device)
     if eps.dim() == 2 and not torch.is_grad_enabled():
-        return eps.mul_(scales)
-    return eps * scales
+        return eps.mul_(scales), None
+    return eps * scales, None
 
 
 def _scales_usable(state: QueryState) -> bool:
@@ -249,16 +254,27 @@ def split_directions(basis: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     return torch.cat([along.expand(k, *lead), rest.expand(q - k, *lead)])
 
 
-def _subspace_directions(state: SubspaceState, eps: torch.Tensor) -> torch.Tensor:
-    """Split directions in the runs whose state says so, the draws in the others."""
+def _subspace_directions(state: SubspaceState,
+                         eps: torch.Tensor) -> tuple[torch.Tensor, np.ndarray | None]:
+    """Split directions in the runs whose state says so, the draws in the others.
+
+    The reach of a split iteration's subspace directions is sqrt(q) max(|mean|, |last|):
+    |grad f . b| <= |grad f| for a unit vector b, and the estimates' norms stand for
+    |grad f| (a ZO estimate's norm is, on average, at least the gradient's).
+    """
     q = eps.shape[0]
     if q <= SUBSPACE_DIRECTIONS or not bool(state.split.any()):
-        return eps
-    basis, valid = subspace_basis(state.mean.to(eps.device), state.last.to(eps.device))
+        return eps, None
+    mean, last = state.mean.to(eps.device), state.last.to(eps.device)
+    basis, valid = subspace_basis(mean, last)
     split = state.split.to(eps.device) & valid
     if eps.dim() == 2 and not torch.is_grad_enabled():
-        return split_directions(basis, eps) if bool(split) else eps
-    return torch.where(split, split_directions(basis, eps), eps)
+        if not bool(split):
+            return eps, None
+        reach = np.zeros(q)
+        reach[:SUBSPACE_DIRECTIONS] = q ** 0.5 * float(torch.maximum(mean.norm(), last.norm()))
+        return split_directions(basis, eps), reach
+    return torch.where(split, split_directions(basis, eps), eps), None
 
 
 def subspace_features(g: torch.Tensor, state: SubspaceState) -> torch.Tensor:

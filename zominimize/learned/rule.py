@@ -76,18 +76,19 @@ def learned_sampler(net: CoordinateLSTM, query: QueryDesign, lr: float, ratio: f
     the same run without the QueryRNN.
     """
 
-    def draw(state, rng: np.random.Generator, law: str, rows: np.ndarray) -> bool:
+    def draw(state, rng: np.random.Generator, law: str, rows: np.ndarray) -> np.ndarray | None:
         use = ratio == 1 or (ratio > 0 and rng.random() < ratio)
         if use and not query.usable(state):
-            return False
+            return None
         estimators.draw_directions(rng, law, rows)
+        reach = None
         if use:
             directions = torch.from_numpy(rows)  # the design writes into the rows
             with torch.no_grad():
-                shaped = query.directions(state, directions)
+                shaped, reach = query.directions(state, directions)
             if shaped is not directions:
                 rows[...] = shaped.numpy()
-        return True
+        return np.zeros(rows.shape[0]) if reach is None else reach
 
     @torch.no_grad()
     def observe(state, g: np.ndarray, step: np.ndarray):

@@ -155,7 +155,7 @@ def unroll_step(fun, state: RunState, eps: torch.Tensor, update_net: CoordinateL
     tuple
         (new state, estimate g, step, QueryRNN output o or None).
     """
-    u = settings.query.directions(state.query, eps) if settings.use_query else eps
+    u = settings.query.directions(state.query, eps)[0] if settings.use_query else eps
     if not settings.train_query:
         u = u.detach()
     g, f_x = estimate(fun, state.x.detach(), u, mu, box, noise, z,
