@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 import zominimize  # noqa: E402
 from zominimize import FallbackWarning, WeightsError  # noqa: E402
 from zominimize.learned import blocks, designs, gain, nets as learned_nets, queries, weights  # noqa: E402
-from zominimize.learned.designs import L2L_ZO, L2L_ZO_GAIN, PAPER  # noqa: E402
+from zominimize.learned.designs import L2L_ZO, L2L_ZO_GAIN, L2L_ZO_SUBSPACE, PAPER  # noqa: E402
 from zominimize.learned.rule import AUTO_CUDA_MIN_DIM, resolve_device  # noqa: E402
 from zominimize.rules import AdaMMState, adamm, adamm_moments, adamm_step  # noqa: E402
 from zominimize.train import tasks  # noqa: E402
@@ -94,7 +94,7 @@ def test_saved_weights_load_back_identical(weights_dir, design):
 
 
 def test_the_shipped_weights_load_as_their_designs():
-    for name, design in (("l2l-zo", L2L_ZO_GAIN), ("l2l-zo-paper", PAPER)):
+    for name, design in (("l2l-zo", L2L_ZO_SUBSPACE), ("l2l-zo-paper", PAPER)):
         parts = zominimize.learned.load_parts(name, None, "cpu")
         assert parts.design is design and parts.entry["name"] == name
         rnn = parts.update.rnn if design.inner is not None else parts.update

@@ -189,7 +189,9 @@ SOLVER_OPTIONS: dict[str, Option] = {o.name: o for o in [
     Option("outlier_factor", 1e3, positive_or_inf,
            "A finite value farther from the median of its iteration's values than "
            "outlier_factor times their median absolute deviation is an outlier, provided "
-           "fewer than half of the iteration's values are (it takes 3 values or more). It "
+           "fewer than half of the iteration's values are (it takes 3 values or more); a "
+           "value that a learned QueryRNN measured along the run's recent estimates is "
+           "judged by the difference those estimates allow instead of the spread. It "
            "is left out of the estimate like a non-finite value under nan_policy='omit' "
            "(an outlier at the iterate sends the run back to the best point with half the "
            "step), and counted in result.nfev_outliers: one glitch, overflow or penalty "

@@ -8,11 +8,12 @@ the training unroll. A design names its QueryRNN (:mod:`zominimize.learned.queri
 * ``L2L_ZO`` ("l2l-zo-plain"): ZO-AdaMM's moments, the coherence of the estimates and the
   success rate of f feed the LSTM, whose two outputs rescale ZO-AdaMM's step and move its
   normalisation slowly towards a fast RMS (sign-like steps at that end).
-* ``L2L_ZO_GAIN`` (weight set "l2l-zo"): that step under a learned step-size controller,
-  a per-run level and a per-coordinate shape (:mod:`zominimize.learned.gain`); its
+* ``L2L_ZO_GAIN`` ("l2l-zo-scales"): that step under a learned step-size controller, a
+  per-run level and a per-coordinate shape (:mod:`zominimize.learned.gain`); its
   UpdateRNN is a :class:`~zominimize.learned.gain.GainedUpdate`, the LSTM and the
-  controller.
-* ``L2L_ZO_SUBSPACE``: that update with the subspace QueryRNN.
+  controller. With the paper's per-coordinate QueryRNN, as the weight set "l2l-zo" was
+  until 2026-12.
+* ``L2L_ZO_SUBSPACE`` (weight set "l2l-zo"): that update with the subspace QueryRNN.
 * ``PAPER`` (weight set "l2l-zo-paper"): the paper's design, the raw estimate in and an
   absolute step out.
 
@@ -276,14 +277,14 @@ L2L_ZO = Design(
 # ---------------------------------------------------------------- l2l-zo with its controller
 
 L2L_ZO_GAIN = Design(
-    "l2l-zo", L2L_ZO.features, "adam-blend-slow-gain", L2L_ZO.n_inputs,
+    "l2l-zo-scales", L2L_ZO.features, "adam-blend-slow-gain", L2L_ZO.n_inputs,
     L2L_ZO.n_outputs, GainState, *with_gain(L2L_ZO),
     architecture={**L2L_ZO.architecture, "update_step": "adam-blend-slow-gain",
                   "gain": gain.ARCHITECTURE},
     make_update=lambda: GainedUpdate(L2L_ZO.make_update()), inner=L2L_ZO)
 
-#: The same update with the subspace QueryRNN.
-L2L_ZO_SUBSPACE = L2L_ZO_GAIN._replace(name="l2l-zo-subspace", query=SUBSPACE)
+#: The same update with the subspace QueryRNN (the shipped weight set "l2l-zo").
+L2L_ZO_SUBSPACE = L2L_ZO_GAIN._replace(name="l2l-zo", query=SUBSPACE)
 
 
 # ---------------------------------------------------------------- the paper's design
