@@ -224,6 +224,8 @@ def test_the_screening_keeps_a_split_iterations_subspace_values_and_catches_a_gl
         assert glitched.result().nfev_outliers == 1
         assert np.all(np.abs(glitched.x) < 10)
 
+
+def test_a_subspace_run_resumes_exactly(subspace_weights):
     options = dict(weights=str(subspace_weights), seed=1, device="cpu", maxiter=40)
     whole = zominimize.ZOOptimizer("l2l-zo", np.zeros(D), **options)
     part = zominimize.ZOOptimizer("l2l-zo", np.zeros(D), **options)

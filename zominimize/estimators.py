@@ -162,9 +162,9 @@ def outliers(values: np.ndarray, factor: float, reach: np.ndarray | None = None)
 
 
 def value_reach(reach: np.ndarray | None, mu: float, estimator: str) -> np.ndarray | None:
-    """The reach of each value of an iteration, from its directions' (a sampler's, per
-    direction, in units of mu): how far from f(x) the run's estimates let it lie; None
-    when every direction is random."""
+    """The reach of each value of an iteration (see :func:`outliers`) from that of its
+    directions, a sampler's bounds on their difference quotients |f(x + mu u) - f(x)| / mu;
+    None when every direction is random."""
     if reach is None or not reach.any():
         return None
     if estimator == "forward":
