@@ -79,15 +79,15 @@ def use_variant(variant: str) -> None:
 
 
 def final_value(job: tuple) -> float:
-    variant, spec, seed, budget, weights = job
-    use_variant(variant)
+    spec, seed, budget, weights = job
     problem = build(spec)
     options = {"seed": seed, "maxfev": budget, "maxiter": budget, "weights": weights}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = zominimize.minimize(problem.fun, problem.x0, method="l2l-zo", options=options)
-    gap = float(res.fun) - getattr(problem, "f_opt", 0.0)
-    return max(gap, PRECISION) if spec["family"] == "bbob" else float(res.fun)
+    if spec["family"] == "bbob":
+        return max(float(res.fun) - problem.f_opt, PRECISION)
+    return float(res.fun)
 
 
 def suites(args) -> dict[str, list[tuple[dict, int, int]]]:
@@ -109,23 +109,24 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     variants = args.variants.split(",")
-    with ProcessPoolExecutor(args.workers) as pool:
-        for name, runs in suites(args).items():
-            jobs = [(v, spec, seed, budget, args.weights)
-                    for v in variants for spec, seed, budget in runs]
-            values = np.array(list(pool.map(final_value, jobs, chunksize=4)))
-            values = values.reshape(len(variants), len(runs))
+    for name, runs in suites(args).items():
+        jobs = [(spec, seed, budget, args.weights) for spec, seed, budget in runs]
+        values = []
+        for v in variants:  # a pool per variant: the networks are cached per process
+            with ProcessPoolExecutor(args.workers, initializer=use_variant,
+                                     initargs=(v,)) as pool:
+                values.append(list(pool.map(final_value, jobs, chunksize=4)))
+        values = np.array(values)
+        for v, row in zip(variants, values):
+            wins = int(np.sum(row < values[0]))
+            losses = int(np.sum(row > values[0]))
+            print(f"{name} {v}: median {np.median(row):.3g}, against {variants[0]}: "
+                  f"lower in {wins}, higher in {losses} of {len(runs)}", flush=True)
+        if name == "bbob":
             for v, row in zip(variants, values):
-                wins = int(np.sum(row < values[0]))
-                losses = int(np.sum(row > values[0]))
-                print(f"{name} {v}: median {np.median(row):.3g}, against {variants[0]}: "
-                      f"lower in {wins}, higher in {losses} of {len(runs)}", flush=True)
-            if name == "bbob":
-                for v, row in zip(variants, values):
-                    per_f = np.median(row.reshape(-1, args.instances), axis=1)
-                    print(f"  {v} per-function medians: "
-                          + " ".join(f"{x:.2g}" for x in per_f), flush=True)
-
+                per_f = np.median(row.reshape(-1, args.instances), axis=1)
+                print(f"  {v} per-function medians: "
+                      + " ".join(f"{x:.2g}" for x in per_f), flush=True)
 
 if __name__ == "__main__":
     main()
