@@ -8,7 +8,7 @@ the repository root::
 
     PYTHONPATH=. python research/subspace_features_probe.py
 """
-import numpy as np, torch, zominimize, warnings
+import numpy as np, zominimize, warnings
 from zominimize.learned import queries
 from benchmarks.problems import build
 rec = []
