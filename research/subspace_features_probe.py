@@ -8,24 +8,53 @@ the repository root::
 
     PYTHONPATH=. python research/subspace_features_probe.py
 """
-import numpy as np, zominimize, warnings
-from zominimize.learned import queries
+
+import warnings
+
+import numpy as np
+
+import zominimize
 from benchmarks.problems import build
-rec = []
-orig = queries.subspace_features
-def spy(g, state):
-    f = orig(g, state); rec.append(f.squeeze(-1).numpy().copy()); return f
-queries.subspace_features = spy
-for spec in [{"family":"attack","image":0,"source":"foolbox"}, {"family":"attack","image":3,"source":"foolbox"},
-             {"family":"nclsq","d":100,"instance":0}, {"family":"nclsq","d":1000,"instance":0}]:
-    rec.clear()
-    p = build(spec)
-    budget = 4200 if spec.get("d",0) != 1000 else 21000
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        r = zominimize.minimize(p.fun, p.x0, method="l2l-zo", options={"seed":0, "maxfev":budget, "maxiter":budget})
-    a = np.array(rec)
-    n = len(a)
-    qs = [slice(0, n//4), slice(n//4, n//2), slice(n//2, 3*n//4), slice(3*n//4, n)]
-    print(spec, "final %.3g" % r.fun, "share r by quarter:", " ".join("%.3f" % ((a[s,0].mean()+1)/2) for s in qs),
-          "cos:", " ".join("%.3f" % a[s,1].mean() for s in qs), "split frac:", " ".join("%.2f" % ((a[s,2]>0).mean()) for s in qs))
+from zominimize.learned import queries
+
+PROBLEMS = [({"family": "attack", "image": 0, "source": "foolbox"}, 4200),
+            ({"family": "attack", "image": 3, "source": "foolbox"}, 4200),
+            ({"family": "nclsq", "d": 100, "instance": 0}, 4200),
+            ({"family": "nclsq", "d": 1000, "instance": 0}, 21000)]
+
+
+def features_of_a_run(spec: dict, budget: int) -> tuple[float, np.ndarray]:
+    """The final value of one l2l-zo run and the QueryRNN's inputs at each iteration,
+    (iterations, 3)."""
+    seen = []
+    read = queries.subspace_features
+
+    def spy(g, state):
+        features = read(g, state)
+        seen.append(features.squeeze(-1).numpy().copy())
+        return features
+
+    queries.subspace_features = spy  # subspace_step looks it up at each call
+    try:
+        problem = build(spec)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = zominimize.minimize(problem.fun, problem.x0, method="l2l-zo",
+                                      options={"seed": 0, "maxfev": budget, "maxiter": budget})
+    finally:
+        queries.subspace_features = read
+    return res.fun, np.array(seen)
+
+
+def main() -> None:
+    for spec, budget in PROBLEMS:
+        final, features = features_of_a_run(spec, budget)
+        quarters = np.array_split(features, 4)
+        share = " / ".join(f"{(q[:, 0].mean() + 1) / 2:.3f}" for q in quarters)
+        cos = " / ".join(f"{q[:, 1].mean():.2f}" for q in quarters)
+        split = " / ".join(f"{(q[:, 2] > 0).mean():.2f}" for q in quarters)
+        print(f"{spec}: final {final:.3g}; r {share}; cos {cos}; split {split}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
