@@ -144,7 +144,7 @@ def _learned(name: str, summary: str, doc: str, weight_set: str, update: bool,
         weight_set=weight_set))
 
 
-L2L_DOC = ("Coordinate-wise LSTMs (Ruan, Xiong, Reddi, Kumar & Hsieh, 'Learning to Learn by "
+L2L_DOC = ("Small LSTMs (Ruan, Xiong, Reddi, Kumar & Hsieh, 'Learning to Learn by "
            "Zeroth-Order Oracle', ICLR 2020) trained by zominimize on synthetic task "
            "families (python -m zominimize.train). UpdateRNN: x <- P(x + lr * UpdateRNN("
            "g / rms(g), m / rms(g))), the estimate and its momentum normalised by their "
