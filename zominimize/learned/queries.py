@@ -20,7 +20,7 @@ meta-training, with the draws (q, ..., d).
   subspace, its agreement with the running mean, whether the iteration split) sets the
   share of such iterations: the subspace pays where successive gradients agree and
   wastes k queries where they do not. It is trained by evolution strategies over whole
-  runs (``zominimize.train.query``).
+  runs (``zominimize.train.query_stage``).
 """
 
 from __future__ import annotations
