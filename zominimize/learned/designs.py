@@ -11,8 +11,7 @@ the training unroll. A design names its QueryRNN (:mod:`zominimize.learned.queri
 * ``L2L_ZO_GAIN`` ("l2l-zo-scales"): that step under a learned step-size controller, a
   per-run level and a per-coordinate shape (:mod:`zominimize.learned.gain`); its
   UpdateRNN is a :class:`~zominimize.learned.gain.GainedUpdate`, the LSTM and the
-  controller. With the paper's per-coordinate QueryRNN, as the weight set "l2l-zo" was
-  until 2026-12.
+  controller; with the paper's per-coordinate QueryRNN, for weight sets that name it.
 * ``L2L_ZO_SUBSPACE`` (weight set "l2l-zo"): that update with the subspace QueryRNN.
 * ``PAPER`` (weight set "l2l-zo-paper"): the paper's design, the raw estimate in and an
   absolute step out.
