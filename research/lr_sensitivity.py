@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import zominimize  # noqa: E402
 from research import adaptive_rules, schedules  # noqa: E402
 from zominimize._call import resolve  # noqa: E402
+from zominimize._options import SOLVER_OPTIONS  # noqa: E402
 from zominimize._registry import get_method, method_options  # noqa: E402
 
 from benchmarks.problems import build  # noqa: E402
@@ -51,7 +52,7 @@ def final_loss(method: str, spec: dict, seed: int, factor: float, options: dict,
     problem = build(spec)
     settings = default_settings(method, problem.x0)
     lr = factor * settings["step"]
-    known = method_options(get_method(method))
+    known = {**SOLVER_OPTIONS, **method_options(get_method(method))}
     options = {name: value for name, value in options.items() if name in known}
     budget = BUDGET if spec["family"] != "nclsq" or spec["d"] <= 100 else 5 * BUDGET
     if probe:  # the start probe's evaluations count against the budget

@@ -30,10 +30,30 @@ def test_the_basis_is_orthonormal_and_degenerate_inputs_are_not_one():
     basis, valid = orthonormal_basis(D)
     assert bool(valid)
     torch.testing.assert_close(basis @ basis.T, torch.eye(2, dtype=torch.float64))
-    g = torch.randn(D, dtype=torch.float64)
-    for mean, last in [(torch.zeros(D), g), (g, 3 * g), (g, torch.zeros(D))]:
+    g, h = torch.randn(D, dtype=torch.float64), torch.randn(D, dtype=torch.float64)
+    # tiny: the inner products' terms fall below float64's normal range
+    for mean, last in [(torch.zeros(D), g), (g, 3 * g), (g, torch.zeros(D)),
+                       (1e-160 * g, 1e-160 * h)]:
         basis, valid = queries.subspace_basis(mean.double(), last.double())
         assert not bool(valid) and not bool(basis.any())
+
+
+def test_the_features_share_is_the_estimates_projection_onto_the_basis():
+    """The features read the share from inner products alone; it is |B g|^2 / |g|^2 for
+    the basis B that the directions use, nearly parallel estimates included (where the
+    orthogonal part, a difference of squares, holds a relative error of about float64's
+    epsilon / closeness^2)."""
+    gen = torch.Generator().manual_seed(7)
+    for closeness in (1.0, 1e-3, 1e-5):
+        mean, g = (torch.randn(3, D, generator=gen, dtype=torch.float64) for _ in range(2))
+        last = 2 * mean + closeness * torch.randn(3, D, generator=gen, dtype=torch.float64)
+        state = queries.subspace_init((3, D))._replace(mean=mean, last=last)
+        basis, valid = queries.subspace_basis(mean, last)
+        assert bool(valid.all())
+        share = (basis @ g.unsqueeze(-1)).square().sum((-2, -1)) / g.square().sum(-1)
+        features = queries.subspace_features(g, state)
+        torch.testing.assert_close(features[:, 0, 0], 2 * share - 1, rtol=0,
+                                   atol=1e-14 / closeness ** 2)
 
 
 def test_split_directions_measure_the_subspace_exactly_and_the_rest_without_bias():

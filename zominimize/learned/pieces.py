@@ -37,7 +37,7 @@ def floored(rms: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """cos(a, b) along the last axis, kept as a size-1 axis; 0 where either is zero."""
     norms = a.norm(dim=-1, keepdim=True) * b.norm(dim=-1, keepdim=True)
-    dot = (a * b).sum(-1, keepdim=True)
+    dot = torch.linalg.vecdot(a, b).unsqueeze(-1)
     return torch.where(norms > 0, dot / norms.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
 
 

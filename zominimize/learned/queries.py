@@ -46,6 +46,10 @@ BETA_MEAN = 0.9
 #: A basis vector is kept when its part orthogonal to the earlier ones is at least this
 #: fraction of its length (else the iteration does not split).
 BASIS_TOLERANCE = 1e-6
+#: The smallest squared length of a basis vector: float64's smallest normal number over
+#: its epsilon, so that inner products of the estimates, whose terms may fall below the
+#: normal range, still hold their precision.
+SQUARE_FLOOR = torch.finfo(torch.float64).tiny / torch.finfo(torch.float64).eps
 #: The share of split iterations is sigmoid(o + SPLIT_OFFSET), o the LSTM's output: an
 #: untrained net (o near 0) splits in most iterations.
 SPLIT_OFFSET = 2.0
@@ -105,8 +109,9 @@ class QueryDesign(NamedTuple):
 # ---------------------------------------------------------------- pieces
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The inner product along the last axis, kept as a size-1 axis."""
-    return (a * b).sum(-1, keepdim=True)
+    """The inner product along the last axis, kept as a size-1 axis (without a product
+    array of size d)."""
+    return torch.linalg.vecdot(a, b).unsqueeze(-1)
 
 
 # ---------------------------------------------------------------- scales (the paper's)
@@ -217,18 +222,51 @@ def subspace_init(shape, device=None) -> SubspaceState:
                          torch.zeros(one.shape, dtype=torch.bool, device=device))
 
 
+class SubspaceFrame(NamedTuple):
+    """Gram-Schmidt of (mean, last) in inner products alone, each (..., 1): |mean|, |last|,
+    last's component along mean's direction, the length of its part orthogonal to mean,
+    and whether the two span a plane (that part at least BASIS_TOLERANCE |last|, both
+    squared lengths at least SQUARE_FLOOR). No array of size d is made, so that an
+    iteration's features and reach at d = 10^6 cost passes over the data, not memory."""
+
+    norm_mean: torch.Tensor
+    norm_last: torch.Tensor
+    along: torch.Tensor
+    across: torch.Tensor
+    valid: torch.Tensor
+
+
+def subspace_frame(mean: torch.Tensor, last: torch.Tensor) -> SubspaceFrame:
+    """The :class:`SubspaceFrame` of ``mean`` and ``last``."""
+    mean_sq, last_sq = _dot(mean, mean), _dot(last, last)
+    along = _dot(mean, last) / mean_sq.sqrt().clamp_min(torch.finfo(torch.float64).tiny)
+    across_sq = (last_sq - along.square()).clamp_min(0.0)
+    valid = ((mean_sq >= SQUARE_FLOOR) & (across_sq >= SQUARE_FLOOR)
+             & (across_sq > BASIS_TOLERANCE ** 2 * last_sq))
+    return SubspaceFrame(mean_sq.sqrt(), last_sq.sqrt(), along, across_sq.sqrt(), valid)
+
+
 def subspace_basis(mean: torch.Tensor, last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """An orthonormal basis of span(mean, last) by Gram-Schmidt, (..., 2, d), and whether
-    it is one, (..., 1) bool: both vectors nonzero and ``last`` not within
-    BASIS_TOLERANCE of mean's direction. Rows that are not a basis are zero."""
-    norm_mean = mean.norm(dim=-1, keepdim=True)
-    first = mean / norm_mean.clamp_min(torch.finfo(torch.float64).tiny)
-    rest = last - _dot(last, first) * first
-    norm_rest = rest.norm(dim=-1, keepdim=True)
-    valid = (norm_mean > 0) & (norm_rest > BASIS_TOLERANCE * last.norm(dim=-1, keepdim=True))
-    second = rest / norm_rest.clamp_min(torch.finfo(torch.float64).tiny)
+    it is one, (..., 1) bool (see :class:`SubspaceFrame`). Rows that are not a basis are
+    zero."""
+    frame = subspace_frame(mean, last)
+    tiny = torch.finfo(torch.float64).tiny
+    first = mean / frame.norm_mean.clamp_min(tiny)
+    rest = last - frame.along * first
+    second = rest / rest.norm(dim=-1, keepdim=True).clamp_min(tiny)
     basis = torch.stack([first, second], dim=-2)
-    return torch.where(valid.unsqueeze(-1), basis, 0.0), valid
+    return torch.where(frame.valid.unsqueeze(-1), basis, 0.0), frame.valid
+
+
+def _basis_into(out: torch.Tensor, mean: torch.Tensor, last: torch.Tensor,
+                frame: SubspaceFrame) -> torch.Tensor:
+    """:func:`subspace_basis` of one run whose frame is valid, written into ``out`` (2, d)
+    without temporaries of size d."""
+    first = torch.div(mean, frame.norm_mean, out=out[0])
+    second = out[1].copy_(last).add_(first, alpha=-float(frame.along))
+    second.div_(second.norm())
+    return out
 
 
 def split_directions(basis: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -237,14 +275,15 @@ def split_directions(basis: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     rows 2..q-1 the draws projected onto the basis's orthogonal complement and scaled by
     sqrt(q / (q - 2)), so that (1/q) sum u u^T has mean B B^T + (I - B B^T) = I.
 
-    For eps (q, d) without autograd the directions are written into eps itself.
+    For eps (q, d) without autograd the directions are written into eps itself (the
+    basis may be eps's first two rows).
     """
     q, k = eps.shape[0], basis.shape[-2]
     grow = (q / (q - k)) ** 0.5
     if eps.dim() == 2 and not torch.is_grad_enabled():
         rest = eps[k:]
         rest.addmm_(rest @ basis.T, basis, alpha=-1).mul_(grow)
-        eps[:k] = basis * q ** 0.5
+        eps[:k].copy_(basis).mul_(q ** 0.5)
         return eps
     rest = eps[k:]
     coefficients = torch.einsum("q...d,...kd->q...k", rest, basis)
@@ -266,26 +305,32 @@ def _subspace_directions(state: SubspaceState,
     if q <= SUBSPACE_DIRECTIONS or not bool(state.split.any()):
         return eps, None
     mean, last = state.mean.to(eps.device), state.last.to(eps.device)
-    basis, valid = subspace_basis(mean, last)
-    split = state.split.to(eps.device) & valid
     if eps.dim() == 2 and not torch.is_grad_enabled():
-        if not bool(split):
+        frame = subspace_frame(mean, last)
+        if not bool(state.split.to(eps.device) & frame.valid):
             return eps, None
+        basis = _basis_into(eps[:SUBSPACE_DIRECTIONS], mean, last, frame)
         reach = np.zeros(q)
-        reach[:SUBSPACE_DIRECTIONS] = q ** 0.5 * float(torch.maximum(mean.norm(), last.norm()))
+        reach[:SUBSPACE_DIRECTIONS] = q ** 0.5 * float(torch.maximum(frame.norm_mean,
+                                                                     frame.norm_last))
         return split_directions(basis, eps), reach
-    return torch.where(split, split_directions(basis, eps), eps), None
+    basis, valid = subspace_basis(mean, last)
+    return torch.where(state.split.to(eps.device) & valid,
+                       split_directions(basis, eps), eps), None
 
 
 def subspace_features(g: torch.Tensor, state: SubspaceState) -> torch.Tensor:
     """The LSTM's inputs (..., 3, 1) after an iteration with estimate g: 2 r - 1, r the
     share of |g|^2 in the span of the iteration's basis (0 without one); the cosine
     between g and the running mean of the earlier estimates; +1 if the iteration split,
-    -1 if not."""
-    basis, valid = subspace_basis(state.mean, state.last)
+    -1 if not. Computed from inner products (:class:`SubspaceFrame`), without the basis."""
+    frame = subspace_frame(state.mean, state.last)
+    on_first = _dot(g, state.mean) / torch.where(frame.valid, frame.norm_mean, 1.0)
+    on_second = ((_dot(g, state.last) - frame.along * on_first)
+                 / torch.where(frame.valid, frame.across, 1.0))
     norm2 = _dot(g, g).clamp_min(torch.finfo(torch.float64).tiny)
-    share = torch.einsum("...kd,...d->...k", basis, g).pow(2).sum(-1, keepdim=True) / norm2
-    split = torch.where(state.split & valid, 1.0, -1.0)
+    share = torch.where(frame.valid, (on_first.square() + on_second.square()) / norm2, 0.0)
+    split = torch.where(state.split & frame.valid, 1.0, -1.0)
     return torch.stack([2 * share - 1, cosine(g, state.mean), split], dim=-2)
 
 
