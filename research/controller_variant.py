@@ -5,16 +5,16 @@ key=value``, values as TOML), puts the shipped UpdateRNN and QueryRNN into the t
 (the controller from its initial weights) and runs only the controller stage, then writes
 the weight set to ``--out``, for research/lr_sensitivity.py ``--option weights=FOLDER``.
 ``--seed`` changes the seed of the stage's draws (tasks, lr factors, ES noise) alone, to
-measure how far one ES run's controller moves the results. ``--horizons 200,1000`` scores
-each task batch over runs of one of these lengths (chosen by the batch's seed) instead of
-the table's ``steps``. The shipped QueryRNN is kept as it is (the query stage does not
-run).
+measure how far one ES run's controller moves the results. The shipped QueryRNN is kept as
+it is (the query stage does not run). (The experiment log's runs over 200 and 1,000
+iterations used ``--horizons 200,1000``, at commit f5c4ee8, which chose each batch's
+length by its seed; ``--set 'steps=[200, 1000]'`` now draws it in the package's stage.)
 Run from the repository root::
 
     python research/controller_variant.py --out research/runs/controller-far \\
         --set 'x_scale_range=[0.0, 2.0]' --threads 2
     python research/controller_variant.py --out research/runs/controller-horizons \\
-        --horizons 200,1000 --threads 2
+        --set 'steps=[200, 1000]' --threads 2
 """
 import argparse
 import sys
@@ -28,23 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zominimize.learned import gain, weights  # noqa: E402
 from zominimize.train.config import load_config  # noqa: E402
-from zominimize.train.controller import ControllerStage  # noqa: E402
 from zominimize.train.trainer import Trainer  # noqa: E402
-
-
-class MixedHorizons(ControllerStage):
-    """The controller stage with each batch's run length drawn from ``horizons`` by its
-    seed (the validation's batches too)."""
-
-    horizons: tuple[int, ...] = ()
-
-    def log_ratios(self, theta, task, factor, seed):
-        spec = self.spec
-        self.spec = replace(spec, steps=self.horizons[seed % len(self.horizons)])
-        try:
-            return super().log_ratios(theta, task, factor, seed)
-        finally:
-            self.spec = spec
 
 
 def main() -> None:
@@ -52,8 +36,6 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--horizons", help="run lengths, comma-separated (default: the "
-                        "table's steps)")
     parser.add_argument("--seed", type=int, help="the controller stage's seed (default: the "
                         "config's)")
     args = parser.parse_args()
@@ -64,9 +46,6 @@ def main() -> None:
     config = replace(config, controller=replace(config.controller, **changes),
                      query_stage=replace(config.query_stage, iterations=0, average_last=0))
     trainer = Trainer(config, Path(args.out))
-    if args.horizons:
-        MixedHorizons.horizons = tuple(int(h) for h in args.horizons.split(","))
-        trainer.controller.__class__ = MixedHorizons
     if args.seed is not None:
         trainer.controller.gen.manual_seed(args.seed)
     entry, tensors = weights.load()

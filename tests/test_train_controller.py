@@ -66,10 +66,34 @@ def test_population_members_score_as_they_would_alone():
     task, factor = stage.draw_batch(torch.Generator().manual_seed(3))
     theta = stage.theta + 0.3 * torch.randn(2, stage.theta.numel(), dtype=torch.float64,
                                             generator=torch.Generator().manual_seed(4))
-    both = stage.log_ratios(theta, task, factor, seed=5)
-    alone = stage.log_ratios(theta[1:], task, factor, seed=5)
+    both = stage.log_ratios(theta, task, factor, seed=5, steps=stage.spec.steps)
+    alone = stage.log_ratios(theta[1:], task, factor, seed=5, steps=stage.spec.steps)
     torch.testing.assert_close(both[1:], alone)
     assert not torch.allclose(both[0], both[1])
+
+
+def test_several_run_lengths_are_drawn_per_batch_and_one_length_draws_nothing():
+    """With steps a list each task batch's runs last one of its lengths (the held-out
+    batches take them in turn); with one length the stage's draws are those of an int."""
+    fixed = ControllerStage(tiny_config(), tiny_config().design.make_update())
+    listed = ControllerStage(tiny_config(steps=(12,)), tiny_config().design.make_update())
+    for (*draws, lengths), (*again, same) in zip((fixed._draws() for _ in range(3)),
+                                                 (listed._draws() for _ in range(3))):
+        assert lengths == same == [12]
+        torch.testing.assert_close(draws[2], again[2])
+    config = tiny_config(steps=(3, 7), batches=2)
+    mixed = ControllerStage(config, config.design.make_update())
+    drawn = [length for _ in range(10) for length in mixed._draws()[3]]
+    assert set(drawn) == {3, 7}
+    held_out = [steps for *_, steps in mixed.validation_set]
+    assert held_out == [(3, 7)[i % 2] for i in range(len(held_out))]
+    assert set(mixed.validate()) == {"0.1", "1.0", "10.0"}
+
+
+@pytest.mark.parametrize("steps", [0, (), (5, 0), 2.5])
+def test_a_run_length_that_is_not_a_positive_integer_is_refused(steps):
+    with pytest.raises(ValueError, match="controller.steps must be a positive integer"):
+        tiny_config(steps=steps)
 
 
 def test_the_stage_trains_the_controller_only_and_resumes_exactly(tmp_path):

@@ -60,15 +60,16 @@ class StageConfig:
 @dataclass(frozen=True)
 class EvolutionConfig:
     """What an ES stage over whole runs shares: iterations (0: no stage), antithetic pairs,
-    noise scale and Adam step of theta, the run length, task batches per iteration, how
-    often to validate, and over how many last iterations theta is averaged into the
-    stage's result (0: the last theta)."""
+    noise scale and Adam step of theta, the run length (or several: each task batch's runs
+    last one of them, drawn uniformly), task batches per iteration, how often to
+    validate, and over how many last iterations theta is averaged into the stage's result
+    (0: the last theta)."""
 
     iterations: int = 0
     pairs: int = 8
     sigma: float = 0.1
     lr: float = 0.03
-    steps: int = 200
+    steps: int | tuple = 200
     batches: int = 2
     validate_every: int = 25
     average_last: int = 0
@@ -82,13 +83,21 @@ class EvolutionConfig:
                 or self.average_last > self.iterations:
             raise ValueError(f"{where}.average_last must be an integer from 0 to iterations "
                              f"({self.iterations}), got {self.average_last!r}")
-        for key in ("pairs", "steps", "batches", "validate_every"):
+        for key in ("pairs", "batches", "validate_every"):
             if not _is_positive_integer(getattr(self, key)):
                 raise ValueError(f"{where}.{key} must be a positive integer, "
                                  f"got {getattr(self, key)!r}")
+        if not self.horizons or not all(_is_positive_integer(v) for v in self.horizons):
+            raise ValueError(f"{where}.steps must be a positive integer or a list of them, "
+                             f"got {self.steps!r}")
         for key in ("sigma", "lr"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"{where}.{key} must be > 0, got {getattr(self, key)!r}")
+
+    @property
+    def horizons(self) -> tuple:
+        """The run lengths that ``steps`` allows."""
+        return self.steps if isinstance(self.steps, tuple) else (self.steps,)
 
 
 @dataclass(frozen=True)

@@ -81,10 +81,10 @@ class ControllerStage(EvolutionStage):
 
     @torch.no_grad()
     def log_ratios(self, theta: torch.Tensor, task: tasks.TaskBatch, factor: torch.Tensor,
-                   seed: int) -> torch.Tensor:
+                   seed: int, steps: int) -> torch.Tensor:
         """log(best f / zo-adamm's best f at the default lr), (P, B), for the controllers
         theta (P, n) at lr times ``factor``."""
-        steps, q = self.spec.steps, self.config.q
+        q = self.config.q
         lr, _ = step_sizes(task.x0, self.settings, task.box)
         reference = best_values(task, ZO_ADAMM, None, lr, seed, steps, 1, q, self.settings)[0]
         net = ControllerNets(self.update_net.rnn, PopulationGain(theta))

@@ -13,13 +13,16 @@ shares; a subclass says what theta is and how a population of thetas is scored
   dimension of ``dims``, augmented; every task gets its own lr, 10^U(-lr_decades,
   lr_decades) times the default, so that what is learned holds at any lr.
 * A member's score is a mean log ratio of best values over runs of ``steps`` iterations
-  on the same draws (lower is better). The population, ``pairs`` antithetic pairs
+  on the same draws (lower is better); with several run lengths, each batch's is drawn
+  from them, so that a controller is also scored where a step that pays early costs
+  later (the short-horizon bias of Wu et al. 2018). The population, ``pairs`` antithetic pairs
   theta +- sigma eps and theta itself, runs at once along a leading axis.
 * theta follows Adam (step ``lr``) along the antithetic estimate of the gradient of the
   centred ranks (fitness shaping).
 
 Every ``validate_every`` iterations theta is scored on held-out tasks at lr factors 0.1,
-1 and 10 (reported and recorded). A held-out score of a few dozen runs did not pick the
+1 and 10 (reported and recorded; with several run lengths, the held-out batches take them
+in turn). A held-out score of a few dozen runs did not pick the
 controller that did best on the benchmark's problems (research/experiment-log.md), so a
 stage does not select by it: its result is the last theta, or with ``average_last`` the
 mean of theta over the last iterations (Polyak averaging), which damps the noise of the
@@ -128,9 +131,9 @@ class EvolutionStage:
     # ---------------------------------------------------------------- what a stage defines
 
     def log_ratios(self, theta: torch.Tensor, task: tasks.TaskBatch, factor: torch.Tensor,
-                   seed: int) -> torch.Tensor:
-        """The scores (P, B) of the thetas (P, n) at lr times ``factor``: log ratios of best
-        values, lower is better."""
+                   seed: int, steps: int) -> torch.Tensor:
+        """The scores (P, B) of the thetas (P, n) at lr times ``factor`` over runs of
+        ``steps`` iterations: log ratios of best values, lower is better."""
         raise NotImplementedError
 
     def _store(self) -> None:
@@ -188,10 +191,10 @@ class EvolutionStage:
         return task, torch.exp(math.log(10) * spec.lr_decades * uniform)
 
     @functools.cached_property
-    def validation_set(self) -> list[tuple[tasks.TaskBatch, torch.Tensor, int]]:
+    def validation_set(self) -> list[tuple[tasks.TaskBatch, torch.Tensor, int, int]]:
         """One batch per family and dimension of ``dims``, and one digits attack per side
-        (with ``attack_share``), each of three tasks at lr factors 0.1, 1 and 10; drawn
-        once, from the config's validation seed."""
+        (with ``attack_share``), each of three tasks at lr factors 0.1, 1 and 10, with its
+        seed and run length; drawn once, from the config's validation seed."""
         spec, seed = self.tasks_spec, self.config.validation_seed
         gen = torch.Generator().manual_seed(seed)
         factor = torch.tensor(VALIDATION_FACTORS, dtype=torch.float64).reshape(-1, 1)
@@ -203,7 +206,8 @@ class EvolutionStage:
         if spec.attack_share:
             out += [(attacks.sample(gen, b, side), factor, seed + len(out) + i)
                     for i, side in enumerate(spec.attack_sides)]
-        return out
+        horizons = self.spec.horizons
+        return [(*entry, horizons[i % len(horizons)]) for i, entry in enumerate(out)]
 
     # ---------------------------------------------------------------- training
 
@@ -211,8 +215,8 @@ class EvolutionStage:
         """The held-out log ratios' means per lr factor (keys "0.1", "1.0", "10.0") of
         ``theta`` (default: the current one)."""
         theta = self.theta if theta is None else theta
-        rows = [self.log_ratios(theta.reshape(1, -1), task, factor, seed)[0].tolist()
-                for task, factor, seed in self.validation_set]
+        rows = [self.log_ratios(theta.reshape(1, -1), task, factor, seed, steps)[0].tolist()
+                for task, factor, seed, steps in self.validation_set]
         means = [sum(row[i] for row in rows) / len(rows) for i in range(len(VALIDATION_FACTORS))]
         return dict(zip(map(str, VALIDATION_FACTORS), means))
 
@@ -222,16 +226,20 @@ class EvolutionStage:
         seeds = [int(torch.randint(2 ** 31, (), generator=self.gen)) for _ in batches]
         noise = torch.randn(spec.pairs, self.theta.numel(), generator=self.gen,
                             dtype=torch.float64)
-        return batches, seeds, noise
+        horizons = spec.horizons  # one length: nothing drawn, the stream of a fixed length
+        lengths = [horizons[int(torch.randint(len(horizons), (), generator=self.gen))]
+                   if len(horizons) > 1 else horizons[0] for _ in batches]
+        return batches, seeds, noise, lengths
 
     def step(self) -> dict:
         """One ES iteration: score the population on fresh tasks and move theta."""
         spec = self.spec
-        batches, seeds, noise = self._draws()
+        batches, seeds, noise, lengths = self._draws()
         population = torch.cat([self.theta + spec.sigma * noise,
                                 self.theta - spec.sigma * noise, self.theta[None]])
-        scores = sum(self.log_ratios(population, task, factor, seed).mean(-1)
-                     for (task, factor), seed in zip(batches, seeds)) / len(batches)
+        scores = sum(self.log_ratios(population, task, factor, seed, steps).mean(-1)
+                     for (task, factor), seed, steps in zip(batches, seeds, lengths)
+                     ) / len(batches)
         k = self.iteration + 1
         self.theta, self.moments = es_update(self.theta, self.moments, k, scores[:-1], noise,
                                              spec.sigma, spec.lr)

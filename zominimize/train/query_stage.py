@@ -74,10 +74,10 @@ class QueryStage(EvolutionStage):
 
     @torch.no_grad()
     def log_ratios(self, theta: torch.Tensor, task: tasks.TaskBatch, factor: torch.Tensor,
-                   seed: int) -> torch.Tensor:
+                   seed: int, steps: int) -> torch.Tensor:
         """log(best f / best f without the QueryRNN), (P, B), for the QueryRNNs theta
         (P, n) at lr times ``factor``."""
-        steps, q = self.spec.steps, self.config.q
+        q = self.config.q
         lr, _ = step_sizes(task.x0, self.settings, task.box)
         lr = lr * factor
         gain = self.update_net.gain
