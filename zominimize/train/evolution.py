@@ -15,18 +15,18 @@ shares; a subclass says what theta is and how a population of thetas is scored
 * A member's score is a mean log ratio of best values over runs of ``steps`` iterations
   on the same draws (lower is better); with several run lengths, each batch's is drawn
   from them, so that a controller is also scored where a step that pays early costs
-  later (the short-horizon bias of Wu et al. 2018). The population, ``pairs`` antithetic pairs
-  theta +- sigma eps and theta itself, runs at once along a leading axis.
+  later (the short-horizon bias of Wu et al. 2018). The population, ``pairs``
+  antithetic pairs theta +- sigma eps and theta itself, runs at once along a leading
+  axis.
 * theta follows Adam (step ``lr``) along the antithetic estimate of the gradient of the
   centred ranks (fitness shaping).
 
 Every ``validate_every`` iterations theta is scored on held-out tasks at lr factors 0.1,
 1 and 10 (reported and recorded; with several run lengths, the held-out batches take them
-in turn). A held-out score of a few dozen runs did not pick the
-controller that did best on the benchmark's problems (research/experiment-log.md), so a
-stage does not select by it: its result is the last theta, or with ``average_last`` the
-mean of theta over the last iterations (Polyak averaging), which damps the noise of the
-last few ES steps.
+in turn). A held-out score of a few dozen runs did not pick the controller that did best
+on the benchmark's problems (research/experiment-log.md), so a stage does not select by
+it: its result is the last theta, or with ``average_last`` the mean of theta over the
+last iterations (Polyak averaging), which damps the noise of the last few ES steps.
 """
 
 from __future__ import annotations
