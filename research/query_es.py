@@ -124,7 +124,7 @@ class QueryES:
         """The centre's mean log ratio on the controller stage's held-out tasks at the
         default lr, by kind (families, attacks)."""
         rows = {"families": [], "attacks": []}
-        for task, _, seed in self.stage.validation_set:
+        for task, _, seed, _ in self.stage.validation_set:
             ratio = self.log_ratios(theta[None], task, torch.ones(task.size[0], 1,
                                                                  dtype=torch.float64), seed)
             kind = "attacks" if "attack" in task.family else "families"
