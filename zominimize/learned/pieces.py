@@ -1,6 +1,6 @@
 """Small pieces that the learned designs and the QueryRNNs share: LSTM states, the floored
-RMS that normalises their inputs, the cosine of two estimates, and the copies a
-checkpoint takes and restores."""
+RMS that normalises their inputs, the inner product and cosine of two estimates, and the
+copies a checkpoint takes and restores."""
 
 from __future__ import annotations
 
@@ -34,11 +34,17 @@ def floored(rms: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
     return rms + RELATIVE_FLOOR * peak.clamp_min(torch.finfo(torch.float64).tiny)
 
 
+def inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The inner product along the last axis, kept as a size-1 axis (without a product
+    array of size d)."""
+    return torch.linalg.vecdot(a, b).unsqueeze(-1)
+
+
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """cos(a, b) along the last axis, kept as a size-1 axis; 0 where either is zero."""
     norms = a.norm(dim=-1, keepdim=True) * b.norm(dim=-1, keepdim=True)
-    dot = torch.linalg.vecdot(a, b).unsqueeze(-1)
-    return torch.where(norms > 0, dot / norms.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+    return torch.where(norms > 0, inner(a, b) / norms.clamp_min(torch.finfo(torch.float64).tiny),
+                       0.0)
 
 
 # ---------------------------------------------------------------- checkpoints

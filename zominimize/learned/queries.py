@@ -33,8 +33,8 @@ import torch
 from ..rules import ema
 from .blocks import blocked, per_coordinate
 from .nets import CoordinateLSTM
-from .pieces import (checkpoint_moments, cosine, floored, lstm_state, numpy_copy, peak_rms,
-                     restored_lstm_state, tensor_copy)
+from .pieces import (checkpoint_moments, cosine, floored, inner, lstm_state, numpy_copy,
+                     peak_rms, restored_lstm_state, tensor_copy)
 
 #: Adam's second-moment decay, which the scales design's input normalisation uses.
 BETA2 = 0.999
@@ -104,14 +104,6 @@ class QueryDesign(NamedTuple):
     def make_net(self) -> CoordinateLSTM:
         """A fresh QueryRNN."""
         return CoordinateLSTM(self.n_inputs)
-
-
-# ---------------------------------------------------------------- pieces
-
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The inner product along the last axis, kept as a size-1 axis (without a product
-    array of size d)."""
-    return torch.linalg.vecdot(a, b).unsqueeze(-1)
 
 
 # ---------------------------------------------------------------- scales (the paper's)
@@ -238,8 +230,8 @@ class SubspaceFrame(NamedTuple):
 
 def subspace_frame(mean: torch.Tensor, last: torch.Tensor) -> SubspaceFrame:
     """The :class:`SubspaceFrame` of ``mean`` and ``last``."""
-    mean_sq, last_sq = _dot(mean, mean), _dot(last, last)
-    along = _dot(mean, last) / mean_sq.sqrt().clamp_min(torch.finfo(torch.float64).tiny)
+    mean_sq, last_sq = inner(mean, mean), inner(last, last)
+    along = inner(mean, last) / mean_sq.sqrt().clamp_min(torch.finfo(torch.float64).tiny)
     across_sq = (last_sq - along.square()).clamp_min(0.0)
     valid = ((mean_sq >= SQUARE_FLOOR) & (across_sq >= SQUARE_FLOOR)
              & (across_sq > BASIS_TOLERANCE ** 2 * last_sq))
@@ -325,10 +317,10 @@ def subspace_features(g: torch.Tensor, state: SubspaceState) -> torch.Tensor:
     between g and the running mean of the earlier estimates; +1 if the iteration split,
     -1 if not. Computed from inner products (:class:`SubspaceFrame`), without the basis."""
     frame = subspace_frame(state.mean, state.last)
-    on_first = _dot(g, state.mean) / torch.where(frame.valid, frame.norm_mean, 1.0)
-    on_second = ((_dot(g, state.last) - frame.along * on_first)
+    on_first = inner(g, state.mean) / torch.where(frame.valid, frame.norm_mean, 1.0)
+    on_second = ((inner(g, state.last) - frame.along * on_first)
                  / torch.where(frame.valid, frame.across, 1.0))
-    norm2 = _dot(g, g).clamp_min(torch.finfo(torch.float64).tiny)
+    norm2 = inner(g, g).clamp_min(torch.finfo(torch.float64).tiny)
     share = torch.where(frame.valid, (on_first.square() + on_second.square()) / norm2, 0.0)
     split = torch.where(state.split & frame.valid, 1.0, -1.0)
     return torch.stack([2 * share - 1, cosine(g, state.mean), split], dim=-2)
