@@ -4,9 +4,9 @@ Runs ``minimize(method="l2l-zo")`` on a BBOB function or an nclsq instance (the 
 problem builder), at its default lr times each ``--lr-factors``, and prints at a few
 iterations the controller's level, the mean of its per-coordinate shape, the success rate
 of f and zbar (zominimize.learned.gain); with ``--every N``, every N-th iteration instead,
-with the iterate's f - f_opt and the step's length over the distance to the optimum
-(BBOB f1, where that distance is sqrt(f - f_opt)). ``--weights FOLDER`` runs another
-weight set. Run from the repository root::
+with the iterate's f - f_opt (f on nclsq) and the step's length, over the distance to the
+optimum on BBOB f1 (where that distance is sqrt(f - f_opt)). ``--weights FOLDER`` runs
+another weight set. Run from the repository root::
 
     python research/level_probe.py --fid 3 --dim 10 --instances 4 5
     python research/level_probe.py --fid 1 --dim 10 --instances 4 --every 8
@@ -88,10 +88,12 @@ def main() -> None:
                 line = (f"  iteration {i}: level {level:.2f}, shape mean {shape:.2f}, "
                         f"success {success:.2f}, zbar {zbar:.2f}")
                 if args.every and i + 1 < len(iterates):
-                    gap = iterates[i][1] - problem.f_opt
+                    gap = iterates[i][1] - (problem.f_opt or 0.0)
                     step = np.linalg.norm(iterates[i + 1][0] - iterates[i][0])
-                    line += (f", f - f_opt {gap:.2e}, step / distance "
-                             f"{step / np.sqrt(max(gap, 1e-300)):.2f}")
+                    sphere = args.fid == 1 and not args.nclsq
+                    line += (f", f - f_opt {gap:.2e}, "
+                             + (f"step / distance {step / np.sqrt(max(gap, 1e-300)):.2f}"
+                                if sphere else f"|step| {step:.2e}"))
                 print(line)
 
 
