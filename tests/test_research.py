@@ -70,3 +70,31 @@ def test_the_dense_query_signal_is_the_estimates_expected_alignment():
     # queries on the three coordinates a gradient lives on beat isotropic ones
     assert float(log_gain(live + 1e-3, G * live, q)) > 0.3  # 0.5 log 2 here
     assert float(log_gain(torch.ones(d, dtype=torch.float64), G, q)) == 0.0
+
+
+def test_the_truncated_backpropagation_controller_trains_on_each_window():
+    """research/controller_bptt.py: each 20-step window's meta-gradient reaches every
+    controller weight, and the frozen UpdateRNN is left as it was."""
+    from research.controller_bptt import train_batch
+    from zominimize.learned.designs import make_nets
+    from zominimize.train import tasks
+    from zominimize.train.config import load_config
+    from zominimize.train.unroll import UnrollSettings
+
+    config = load_config("pretrained/l2l-zo.toml")
+    update_net, _ = make_nets(config.design)
+    update_net.requires_grad_(False)
+    update_net.gain.requires_grad_(True)
+    before = [p.clone() for p in update_net.parameters()]
+    optimizer = torch.optim.Adam(update_net.gain.parameters(), lr=0.01)
+    settings = UnrollSettings(q=config.q, base_step=config.base_step,
+                              mu_relative=config.mu_relative, design=config.design,
+                              query=config.design.query)
+    task = tasks.sample(torch.Generator().manual_seed(0), "quadratic", 2, 10)
+    factor = torch.tensor([[0.1], [10.0]], dtype=torch.float64)
+    final = train_batch(task, factor, 0, update_net, settings, 40, 20, optimizer)
+    assert final < 0  # the run lowered f
+    moved = [not torch.equal(a, b) for a, b in zip(before, update_net.parameters())]
+    names = [name for name, _ in update_net.named_parameters()]
+    assert all(m for m, name in zip(moved, names) if name.startswith("gain."))
+    assert not any(m for m, name in zip(moved, names) if name.startswith("rnn."))
