@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from zominimize.learned import gain, weights  # noqa: E402
+from research.controller_variant import load_shipped_nets  # noqa: E402
 from zominimize.train.config import load_config  # noqa: E402
 from zominimize.train.trainer import Trainer  # noqa: E402
 from zominimize.train.unroll import (RunState, UnrollSettings, detach, step_sizes,  # noqa: E402
@@ -81,12 +81,8 @@ def main() -> None:
     config = load_config("pretrained/l2l-zo.toml")
     trainer = Trainer(config, Path(args.out))
     stage = trainer.controller
-    entry, tensors = weights.load()
-    shipped = {k: v for k, v in tensors["update"].items() if not k.startswith("gain.")}
+    load_shipped_nets(trainer)
     update_net = trainer.update_net
-    update_net.rnn.load_state_dict({k[len("rnn."):]: v for k, v in shipped.items()})
-    trainer.query_net.load_state_dict(tensors["query"])
-    update_net.gain.load_state_dict(gain.GainNet().state_dict())
     update_net.requires_grad_(False)
     update_net.gain.requires_grad_(True)
     optimizer = torch.optim.Adam(update_net.gain.parameters(), lr=args.lr)

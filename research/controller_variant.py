@@ -31,6 +31,16 @@ from zominimize.train.config import load_config  # noqa: E402
 from zominimize.train.trainer import Trainer  # noqa: E402
 
 
+def load_shipped_nets(trainer: Trainer) -> None:
+    """Put the shipped l2l-zo UpdateRNN and QueryRNN into ``trainer``'s nets, and its
+    controller back to the initial weights (the hand-written rules)."""
+    entry, tensors = weights.load()
+    shipped = {k: v for k, v in tensors["update"].items() if not k.startswith("gain.")}
+    trainer.update_net.rnn.load_state_dict({k[len("rnn."):]: v for k, v in shipped.items()})
+    trainer.query_net.load_state_dict(tensors["query"])
+    trainer.update_net.gain.load_state_dict(gain.GainNet().state_dict())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
@@ -48,11 +58,7 @@ def main() -> None:
     trainer = Trainer(config, Path(args.out))
     if args.seed is not None:
         trainer.controller.gen.manual_seed(args.seed)
-    entry, tensors = weights.load()
-    shipped = {k: v for k, v in tensors["update"].items() if not k.startswith("gain.")}
-    trainer.update_net.rnn.load_state_dict({k[len("rnn."):]: v for k, v in shipped.items()})
-    trainer.query_net.load_state_dict(tensors["query"])
-    trainer.update_net.gain.load_state_dict(gain.GainNet().state_dict())
+    load_shipped_nets(trainer)
     trainer.progress["stage"] = "controller"
     trainer.optimizer = None
     trainer.run(report=lambda line: print(line, flush=True))
